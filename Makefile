@@ -1,0 +1,37 @@
+# Two commands run the whole course: `make lab` and `make test`.
+# Both create .venv on first use and reinstall only when pyproject.toml changes.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.vlm-course-installed
+
+.PHONY: lab test test-unit test-notebooks lint toy-models clean-venv
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+# Unit tests, exercise tests (against solutions/) and the notebooks under nbval,
+# all on the offline toy profile.
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 VLM_COURSE_PROFILE=toy $(PY) -m pytest tests notebooks --nbval-lax
+
+test-unit: $(STAMP)
+	HF_HUB_OFFLINE=1 VLM_COURSE_PROFILE=toy $(PY) -m pytest tests
+
+test-notebooks: $(STAMP)
+	HF_HUB_OFFLINE=1 VLM_COURSE_PROFILE=toy $(PY) -m pytest notebooks --nbval-lax
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check vlm_course tests solutions exercises benchmarks
+
+toy-models: $(STAMP)
+	$(VENV)/bin/vlm-course build-toy-models
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,39 @@
+"""Builders of the toy checkpoints: ``vlm-course build-toy-models`` / ``eval-toy-models``.
+
+Each builder module exposes::
+
+    build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path]) -> dict
+    evaluate(name: str, model_dir: Path, n: int = 200) -> dict[str, float]
+
+``build`` trains from fixed seeds and saves a Hugging Face folder (model, processor, model card);
+``smoke=True`` runs a few steps only (CI proves the builder works). ``deps`` maps the names of
+checkpoints a builder starts from (LLaVA takes its vision tower from the toy CLIP) to folders.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+BUILDERS: dict[str, str] = {
+    "clip": "vlm_course.toybuild.clip",
+    "siglip": "vlm_course.toybuild.siglip",
+    "blip-captioning": "vlm_course.toybuild.blip",
+    "blip-vqa": "vlm_course.toybuild.blip",
+    "blip2": "vlm_course.toybuild.blip2",
+    "llava": "vlm_course.toybuild.llava",
+    "llava-next": "vlm_course.toybuild.llava",
+}
+DEPENDS_ON: dict[str, tuple[str, ...]] = {"llava": ("clip",), "llava-next": ("llava",)}
+
+
+def builder(name: str):
+    if name not in BUILDERS:
+        raise KeyError(f"unknown toy model {name!r}; choose from {', '.join(BUILDERS)}")
+    return importlib.import_module(BUILDERS[name])
+
+
+def build_order(names: list[str]) -> list[str]:
+    """``names`` in an order where each model comes after what it starts from."""
+    order = [n for n in BUILDERS if n in names]
+    return order
