@@ -77,12 +77,23 @@ def hub_offline() -> bool:
     return _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE")
 
 
+def hub_cache_dir() -> str:
+    """The Hugging Face hub cache folder, read from the environment at call time."""
+    from huggingface_hub import constants
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
+    return constants.HF_HUB_CACHE
+
+
 def is_cached(model_id: str) -> bool:
     """True when the checkpoint's config is already in the local Hugging Face cache."""
     from huggingface_hub import try_to_load_from_cache
 
     try:
-        found = try_to_load_from_cache(model_id, "config.json")
+        found = try_to_load_from_cache(model_id, "config.json", cache_dir=hub_cache_dir())
     except Exception:  # a malformed cache must not break the course
         return False
     return isinstance(found, str)

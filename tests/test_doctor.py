@@ -1,0 +1,52 @@
+"""`vlm-course doctor`: what it reports and its exit code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from vlm_course import doctor, toy
+from vlm_course.cli import main
+
+
+def test_doctor_reports_versions_device_memory_cache_and_profile(capsys, monkeypatch):
+    monkeypatch.setattr(toy, "available", lambda: list(toy.TOY_NAMES))
+    code = main(["doctor"])
+    out = capsys.readouterr().out
+    for name in ("python", "torch", "transformers", "bitsandbytes", "device", "RAM", "free disk", "HF cache",
+                 "toy checkpoints", "profile"):
+        assert f" {name} " in out or f" {name}\n" in out, name
+    assert "cpu:" in out  # no GPU on the test machines
+    assert code == 0 and "can run" in out
+
+
+def test_missing_toy_checkpoints_fail_with_a_fix(monkeypatch):
+    monkeypatch.setattr(toy, "available", lambda: ["clip"])
+    report = doctor.collect()
+    failed = [c for c in report.checks if c.status == doctor.FAIL]
+    assert [c.name for c in failed] == ["toy checkpoints"]
+    assert "siglip" in failed[0].detail and "build-toy-models" in failed[0].fix
+    assert not report.can_run
+    assert doctor.run() == 1
+
+
+def test_old_transformers_is_a_failure(monkeypatch):
+    real = doctor._version
+    monkeypatch.setattr(doctor, "_version", lambda d: "4.57.1" if d == "transformers" else real(d))
+    report = doctor.collect()
+    check = next(c for c in report.checks if c.name == "transformers")
+    assert check.status == doctor.FAIL and "transformers>=5" in check.fix
+
+
+def test_profile_line_explains_auto_offline(monkeypatch):
+    monkeypatch.delenv("VLM_COURSE_PROFILE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    check = next(c for c in doctor.collect().checks if c.name == "profile")
+    assert "auto -> 'toy'" in check.detail and "HF_HUB_OFFLINE" in check.detail
+
+
+def test_console_entry_point_runs():
+    proc = subprocess.run([sys.executable, "-m", "vlm_course.cli", "doctor"], capture_output=True, text=True, timeout=120)
+    assert "transformers" in proc.stdout
+    assert proc.returncode in (0, 1)
+    assert ("can run" in proc.stdout) == (proc.returncode == 0)
