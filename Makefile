@@ -19,13 +19,13 @@ lab: $(STAMP)
 # Unit tests, exercise tests (against solutions/) and the notebooks under nbval,
 # all on the offline toy profile.
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 VLM_COURSE_PROFILE=toy $(PY) -m pytest tests notebooks --nbval-lax
+	HF_HUB_OFFLINE=1 VLM_COURSE_PROFILE=toy $(PY) -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=240
 
 test-unit: $(STAMP)
 	HF_HUB_OFFLINE=1 VLM_COURSE_PROFILE=toy $(PY) -m pytest tests
 
 test-notebooks: $(STAMP)
-	HF_HUB_OFFLINE=1 VLM_COURSE_PROFILE=toy $(PY) -m pytest notebooks --nbval-lax
+	HF_HUB_OFFLINE=1 VLM_COURSE_PROFILE=toy $(PY) -m pytest notebooks --nbval-lax --nbval-cell-timeout=240
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vlm_course tests solutions exercises benchmarks
