@@ -24,7 +24,7 @@ BUILDERS: dict[str, str] = {
     "llava": "vlm_course.toybuild.llava",
     "llava-next": "vlm_course.toybuild.llava",
 }
-DEPENDS_ON: dict[str, tuple[str, ...]] = {"llava": ("clip",), "llava-next": ("llava",)}
+DEPENDS_ON: dict[str, tuple[str, ...]] = {"llava": ("clip",), "llava-next": ("llava",), "blip-vqa": ("blip-captioning",)}
 
 
 def builder(name: str):
