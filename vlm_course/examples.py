@@ -1,0 +1,258 @@
+"""Named lesson examples that read well in both profiles.
+
+``get_example("two cats on a couch")`` gives the real COCO photo with labels and questions about
+cats (hub profile), or a fixed ShapesWorld scene that plays the same part, with zero-shot labels and
+questions the toy models were trained on (toy profile)::
+
+    ex = get_example("two cats on a couch")
+    ex.image, ex.labels, ex.questions, ex.profile
+
+In the ``auto`` profile an example is the real photo when it is already in the image cache or the
+hub can be reached, else the toy scene. Downloads are cached in ``~/.cache/vlm_course/images``
+(or ``$VLM_COURSE_CACHE/images``), so a lesson run once online also works offline.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from . import shapesworld as sw
+from .profiles import current_profile, hub_reachable
+
+CACHE_ENV = "VLM_COURSE_CACHE"
+DOWNLOAD_TIMEOUT_S = 10.0
+
+
+@dataclass
+class Example:
+    """One lesson example: an image with zero-shot labels and questions to ask about it.
+
+    ``true_labels`` are the labels that describe the image. In the toy profile ``scene`` is the
+    ShapesWorld scene and ``answers`` holds the one-word answer to each question; in the hub profile
+    both are ``None`` (a real photo has no answer key).
+    """
+
+    name: str
+    image: Image.Image
+    labels: list[str]
+    questions: list[str]
+    description: str
+    source: str
+    profile: str
+    true_labels: list[str] = field(default_factory=list)
+    answers: list[str] | None = None
+    scene: sw.Scene | None = None
+
+    @property
+    def caption(self) -> str | None:
+        """The spec caption of the toy scene (``None`` for a real photo)."""
+        return None if self.scene is None else self.scene.caption
+
+
+@dataclass(frozen=True)
+class _Spec:
+    url: str
+    description: str
+    labels: tuple[str, ...]
+    true_labels: tuple[str, ...]
+    questions: tuple[str, ...]
+    toy_seed: int  # the scene is shapesworld.sample_scene(toy_seed, n_objects=toy_objects)
+    toy_objects: int
+    toy_role: str
+    toy_labels: tuple[str, ...]
+    toy_questions: tuple[str, ...]
+
+
+_COCO = "http://images.cocodataset.org/val2017/"
+
+_EXAMPLES: dict[str, _Spec] = {
+    "two cats on a couch": _Spec(
+        url=_COCO + "000000039769.jpg",
+        description="Two cats asleep on a pink couch, next to two remote controls (COCO val2017 #39769).",
+        labels=("a photo of a cat", "a photo of a dog", "a photo of a bird"),
+        true_labels=("a photo of a cat",),
+        questions=("How many cats are there?", "What color is the couch?", "What are the cats lying on?"),
+        toy_seed=24,
+        toy_objects=2,
+        toy_role="two objects of one kind, like the two cats",
+        toy_labels=("a photo of a green circle", "a photo of a red square", "a photo of a blue triangle"),
+        toy_questions=(
+            "How many circles are there?",
+            "How many shapes are there?",
+            "Is there a green circle?",
+            "Is there a square?",
+        ),
+    ),
+    "a bear": _Spec(
+        url=_COCO + "000000000285.jpg",
+        description="A brown bear sitting in the grass, filling most of the picture (COCO val2017 #285).",
+        labels=("a photo of a bear", "a photo of a teddy bear", "a photo of a dog"),
+        true_labels=("a photo of a bear",),
+        questions=("What animal is this?", "What color is the bear?", "Is the bear looking at the camera?"),
+        toy_seed=1,
+        toy_objects=1,
+        toy_role="one large object, like the bear",
+        toy_labels=("a photo of a red square", "a photo of a red circle", "a photo of a blue square"),
+        toy_questions=("What color is the square?", "What shape is the red object?", "Is there a circle?"),
+    ),
+    "teddy bears": _Spec(
+        url=_COCO + "000000000776.jpg",
+        description="A bunch of teddy bears sitting together (COCO val2017 #776).",
+        labels=("a photo of teddy bears", "a photo of a bear", "a photo of a cat"),
+        true_labels=("a photo of teddy bears",),
+        questions=("How many teddy bears are there?", "What are these?", "Are these real bears?"),
+        toy_seed=784,
+        toy_objects=3,
+        toy_role="three objects of one shape in different colours, like the teddy bears",
+        toy_labels=("a photo of a blue square", "a photo of a yellow square", "a photo of a red circle"),
+        toy_questions=(
+            "How many squares are there?",
+            "How many shapes are there?",
+            "What shape is the yellow object?",
+            "Is there a red square?",
+        ),
+    ),
+    "a bedroom": _Spec(
+        url=_COCO + "000000000632.jpg",
+        description="A bedroom with a bed and a bookcase (COCO val2017 #632); a second, different scene "
+        "for two-image comparisons, where two labels are true at once.",
+        labels=("a photo of a bedroom", "a photo of a bed", "a photo of a kitchen"),
+        true_labels=("a photo of a bedroom", "a photo of a bed"),
+        questions=("What room is this?", "Is there a bed?", "What furniture is in the room?"),
+        toy_seed=21,
+        toy_objects=2,
+        toy_role="two different objects, so two labels are true at once",
+        toy_labels=("a photo of a blue triangle", "a photo of a green square", "a photo of a red circle"),
+        toy_questions=(
+            "What color is the triangle?",
+            "What shape is the green object?",
+            "Is there a blue triangle?",
+            "How many squares are there?",
+        ),
+    ),
+}
+
+
+class UnknownExampleError(KeyError):
+    """No example has that name; the message lists the names."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes and escapes
+        return str(self.args[0])
+
+
+def list_examples() -> list[str]:
+    """The names ``get_example`` accepts."""
+    return list(_EXAMPLES)
+
+
+def image_cache_dir() -> Path:
+    """Where downloaded example photos are kept: ``$VLM_COURSE_CACHE/images`` or ``~/.cache/vlm_course/images``."""
+    root = os.environ.get(CACHE_ENV)
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "vlm_course"
+    return base / "images"
+
+
+def _spec(name: str) -> tuple[str, _Spec]:
+    key = " ".join(str(name).strip().lower().split())
+    if key not in _EXAMPLES:
+        names = ", ".join(repr(n) for n in _EXAMPLES)
+        raise UnknownExampleError(f"no example named {name!r}; choose one of: {names} (see list_examples())")
+    return key, _EXAMPLES[key]
+
+
+def _is_cached(url: str) -> bool:
+    """True when the photo is already in the image cache (no network needed)."""
+    from . import images
+
+    cache_path = getattr(images, "cache_path", None) or getattr(images, "_cache_path", None)
+    if cache_path is None:
+        return False
+    try:
+        return Path(cache_path(url, image_cache_dir())).is_file()
+    except Exception:  # a changed or broken cache layout must not break the lesson
+        return False
+
+
+def true_toy_labels(scene: sw.Scene, labels: list[str]) -> list[str]:
+    """The zero-shot labels (of the spec's three kinds) that describe some object of ``scene``."""
+    true: set[str] = set()
+    for obj in scene.objects:
+        true |= {
+            f"a photo of a {obj.color} {obj.shape}",
+            f"a photo of a {obj.shape}",
+            f"a photo of a {obj.color} shape",
+        }
+    return [label for label in labels if label in true]
+
+
+def _toy_example(name: str, spec: _Spec) -> Example:
+    scene = sw.sample_scene(spec.toy_seed, n_objects=spec.toy_objects)
+    questions = list(spec.toy_questions)
+    labels = list(spec.toy_labels)
+    return Example(
+        name=name,
+        image=scene.render(),
+        labels=labels,
+        questions=questions,
+        description=f"ShapesWorld stand-in for {name!r}: {scene.caption} ({spec.toy_role}).",
+        source=f"shapesworld.sample_scene({spec.toy_seed}, n_objects={spec.toy_objects})",
+        profile="toy",
+        true_labels=true_toy_labels(scene, labels),
+        answers=[sw.answer(scene, q) for q in questions],
+        scene=scene,
+    )
+
+
+def _hub_example(name: str, spec: _Spec, timeout: float) -> Example:
+    from .images import load_image
+
+    image = load_image(spec.url, timeout=timeout, cache_dir=image_cache_dir())
+    return Example(
+        name=name,
+        image=image,
+        labels=list(spec.labels),
+        questions=list(spec.questions),
+        description=spec.description,
+        source=spec.url,
+        profile="hub",
+        true_labels=list(spec.true_labels),
+    )
+
+
+def get_example(
+    name: str, profile: str | None = None, *, timeout: float = DOWNLOAD_TIMEOUT_S, verbose: bool = False
+) -> Example:
+    """The lesson example ``name`` (see ``list_examples()``) for ``profile`` ("auto", "hub", "toy";
+    default: ``$VLM_COURSE_PROFILE``, else "auto").
+
+    "hub" downloads the photo (or reads it from the cache) and raises ``ImageLoadError`` when it
+    cannot; "auto" falls back to the toy scene instead.
+    """
+    key, spec = _spec(name)
+    chosen = current_profile(profile)
+    if chosen == "hub" or (chosen == "auto" and (_is_cached(spec.url) or hub_reachable())):
+        from .images import ImageLoadError
+
+        try:
+            example = _hub_example(key, spec, timeout)
+        except ImageLoadError as e:
+            if chosen == "hub":
+                raise
+            print(f"[vlm-course] example {key!r}: the photo could not be loaded ({e}); using its toy stand-in.")
+            example = _toy_example(key, spec)
+    else:
+        example = _toy_example(key, spec)
+    if verbose:
+        print(f"[vlm-course] example {key!r}: profile '{example.profile}' -> {example.source}")
+    return example
+
+
+def toy_gallery(n: int, seed: int = 0, n_objects: int | None = None) -> list[tuple[sw.Scene, Image.Image]]:
+    """``n`` ShapesWorld scenes with their rendered images, for exercises (deterministic per ``seed``)."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    return [(scene, scene.render()) for scene in sw.sample_scenes(n, seed, n_objects)]
