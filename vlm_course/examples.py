@@ -168,11 +168,8 @@ def _is_cached(url: str) -> bool:
     """True when the photo is already in the image cache (no network needed)."""
     from . import images
 
-    cache_path = getattr(images, "cache_path", None) or getattr(images, "_cache_path", None)
-    if cache_path is None:
-        return False
     try:
-        return Path(cache_path(url, image_cache_dir())).is_file()
+        return images.cache_path(url, image_cache_dir()).is_file()
     except Exception:  # a changed or broken cache layout must not break the lesson
         return False
 

@@ -140,7 +140,7 @@ def _read_path(source: str | os.PathLike) -> bytes:
 
 
 def _load_url(url: str, *, timeout: float, max_pixels: int | None, cache_dir: Path | None) -> Image.Image:
-    cached = _cache_path(url, cache_dir) if cache_dir is not None else None
+    cached = cache_path(url, cache_dir) if cache_dir is not None else None
     if cached is not None and cached.is_file():
         try:
             return _decode(cached.read_bytes(), f"{url} (cached in {cached})", max_pixels)
@@ -180,7 +180,8 @@ def _download(url: str, timeout: float) -> tuple[bytes, str]:
         raise ImageDownloadError(f"{url}: download failed ({e}); check the URL.") from None
 
 
-def _cache_path(url: str, cache_dir: Path) -> Path:
+def cache_path(url: str, cache_dir: Path) -> Path:
+    """Where ``load_image(url, cache_dir=cache_dir)`` keeps its copy of ``url``."""
     suffix = Path(urlparse(url).path).suffix.lower()
     return Path(cache_dir).expanduser() / (
         hashlib.sha256(url.encode()).hexdigest() + (suffix if suffix in IMAGE_EXTENSIONS else ".img")
