@@ -55,6 +55,11 @@ def resolve(model: str | PretrainedConfig, class_name: str | None = None) -> tup
     return s.build_config(), class_name or s.model_class
 
 
+def config_of(model: str | PretrainedConfig) -> PretrainedConfig:
+    """The config of a course hub id or toy name (a fresh object), or ``model`` itself."""
+    return model if isinstance(model, PretrainedConfig) else specs.config(model)
+
+
 def meta_model(model: str | PretrainedConfig, class_name: str | None = None,
                dtype: torch.dtype = torch.float32) -> PreTrainedModel:
     """The model built on the meta device in ``dtype``, as ``from_pretrained`` builds it before loading weights."""
