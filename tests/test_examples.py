@@ -158,3 +158,14 @@ def test_auto_uses_a_cached_photo_offline(monkeypatch, tmp_path):
     ex = get_example("a bedroom", "auto")
     assert ex.profile == "hub" and ex.source == url and ex.image.size == (64, 48)
     assert get_example("a bear", "auto").profile == "toy"  # not cached, offline
+
+
+def test_none_fit_labels_describe_nothing_in_the_scene():
+    from vlm_course.examples import _NONE_FIT, get_example, list_examples, true_toy_labels
+
+    assert set(_NONE_FIT) == set(list_examples())
+    for name in list_examples():
+        ex = get_example(name, "toy")
+        assert len(ex.none_fit_labels) == 3 == len(set(ex.none_fit_labels))
+        assert not true_toy_labels(ex.scene, ex.none_fit_labels)
+        assert set(ex.none_fit_labels) <= set(sw.zero_shot_labels())

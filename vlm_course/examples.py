@@ -46,6 +46,7 @@ class Example:
     true_labels: list[str] = field(default_factory=list)
     answers: list[str] | None = None
     scene: sw.Scene | None = None
+    none_fit_labels: list[str] = field(default_factory=list)
 
     @property
     def caption(self) -> str | None:
@@ -137,6 +138,34 @@ _EXAMPLES: dict[str, _Spec] = {
 }
 
 
+# Labels that describe nothing in the real photos (for "what if no label fits?").
+_NONE_FIT: dict[str, tuple[str, ...]] = {
+    "two cats on a couch": ("a photo of a car", "a photo of a pizza", "a photo of a mountain"),
+    "a bear": ("a photo of a car", "a photo of a city street", "a photo of a cake"),
+    "teddy bears": ("a photo of a car", "a photo of a beach", "a photo of a laptop"),
+    "a bedroom": ("a photo of a cat", "a photo of a beach", "a photo of a car"),
+}
+
+
+def none_fit_toy_labels(scene: sw.Scene, k: int = 3) -> list[str]:
+    """``k`` colour-shape labels naming no object of ``scene`` (preferring unseen colours and shapes)."""
+    colors = {o.color for o in scene.objects}
+    shapes = {o.shape for o in scene.objects}
+    present = {(o.color, o.shape) for o in scene.objects}
+    candidates = [(c, s) for c in sw.COLORS for s in sw.SHAPES if (c, s) not in present]
+    candidates.sort(key=lambda cs: (cs[0] in colors) + (cs[1] in shapes))
+    chosen: list[tuple[str, str]] = []
+    # Prefer labels sharing neither colour nor shape with those already chosen, then only a new colour.
+    for rule in ("new colour and shape", "new colour", "any"):
+        for c, s in candidates:
+            new_colour = c not in {oc for oc, _ in chosen}
+            new_shape = s not in {os_ for _, os_ in chosen}
+            allowed = {"new colour and shape": new_colour and new_shape, "new colour": new_colour, "any": True}[rule]
+            if len(chosen) < k and (c, s) not in chosen and allowed:
+                chosen.append((c, s))
+    return [f"a photo of a {c} {s}" for c, s in chosen]
+
+
 class UnknownExampleError(KeyError):
     """No example has that name; the message lists the names."""
 
@@ -201,6 +230,7 @@ def _toy_example(name: str, spec: _Spec) -> Example:
         true_labels=true_toy_labels(scene, labels),
         answers=[sw.answer(scene, q) for q in questions],
         scene=scene,
+        none_fit_labels=none_fit_toy_labels(scene),
     )
 
 
@@ -217,6 +247,7 @@ def _hub_example(name: str, spec: _Spec, timeout: float) -> Example:
         source=spec.url,
         profile="hub",
         true_labels=list(spec.true_labels),
+        none_fit_labels=list(_NONE_FIT[name]),
     )
 
 
