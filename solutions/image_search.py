@@ -42,14 +42,23 @@ def top_k(vectors: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, n
     """Exact top-``k`` rows of ``vectors`` by inner product with ``query``: (indices, scores), best first.
 
     One matrix-vector product, then ``argpartition`` (linear time) and a sort of the k winners
-    only. Equal scores are ordered by index. ``k`` above the number of rows returns every row.
+    only. Equal scores are ordered by index, also across the cutoff (the lower index wins), so the
+    result is deterministic. ``k`` above the number of rows returns every row.
     """
     scores = vectors @ query
     n = scores.shape[0]
     k = min(int(k), n)
     if k <= 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-    idx = np.argpartition(scores, n - k)[n - k :] if k < n else np.arange(n)
+    if k < n:
+        idx = np.argpartition(scores, n - k)[n - k :]
+        cutoff = scores[idx].min()
+        tied = np.flatnonzero(scores == cutoff)
+        if len(tied) > np.count_nonzero(scores[idx] == cutoff):  # ties straddle the cutoff: lowest indices win
+            above = idx[scores[idx] > cutoff]
+            idx = np.concatenate([above, tied[: k - len(above)]])
+    else:
+        idx = np.arange(n)
     best = scores[idx]
     order = np.lexsort((idx, -best))
     return idx[order], best[order]
