@@ -37,6 +37,8 @@ VISION_LAYERS = 4
 TEXT_LAYERS = 2
 HEADS = 4
 MAX_POSITIONS = 128
+MAX_TEXT_TOKENS = MAX_POSITIONS - 32  # tokenizer limit: leaves room for generated tokens
+MLP = 2 * WIDTH
 # Conditional captioning: the real captioning model continues "a photography of" / "a picture of".
 CAPTION_PROMPTS = ("a photography of", "a picture of")
 PROMPT_FRACTION = 0.25
@@ -54,7 +56,7 @@ REAL = {
 def make_processor() -> BlipProcessor:
     """``BlipProcessor``: a 64 px ``BlipImageProcessor`` (CLIP mean/std, bicubic) and the toy BERT tokenizer."""
     image_processor = BlipImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
-    return BlipProcessor(image_processor=image_processor, tokenizer=build_blip_tokenizer(MAX_POSITIONS))
+    return BlipProcessor(image_processor=image_processor, tokenizer=build_blip_tokenizer(MAX_TEXT_TOKENS))
 
 
 def make_config(processor: BlipProcessor) -> BlipConfig:
@@ -63,7 +65,7 @@ def make_config(processor: BlipProcessor) -> BlipConfig:
     text = dict(
         vocab_size=vocab_size,
         hidden_size=WIDTH,
-        intermediate_size=4 * WIDTH,
+        intermediate_size=MLP,
         num_hidden_layers=TEXT_LAYERS,
         num_attention_heads=HEADS,
         max_position_embeddings=MAX_POSITIONS,
@@ -74,7 +76,7 @@ def make_config(processor: BlipProcessor) -> BlipConfig:
     )
     vision = dict(
         hidden_size=WIDTH,
-        intermediate_size=4 * WIDTH,
+        intermediate_size=MLP,
         num_hidden_layers=VISION_LAYERS,
         num_attention_heads=HEADS,
         image_size=IMAGE_SIZE,
@@ -109,7 +111,7 @@ def caption_batch(
     """``input_ids``, ``attention_mask`` and ``labels`` for captioning: ``[DEC] prompt caption [SEP]``
     exactly as ``generate`` starts (it swaps ``[CLS]`` for ``[DEC]``); prompt tokens are not scored."""
     tok = processor.tokenizer
-    texts = [f"{p} {c}" if p else c for c, p in zip(captions, prompts)]
+    texts = [f"{p} {c}" if p else c for c, p in zip(captions, prompts, strict=True)]
     enc = tok(texts, padding=True, return_tensors="pt")
     ids = enc.input_ids.clone()
     ids[:, 0] = tok.bos_token_id
@@ -228,31 +230,45 @@ def _changed_rate(pairs: list[tuple[str, str, str, str]]) -> float:
 
 
 @torch.no_grad()
+def caption_images(model: BlipForConditionalGeneration, processor: BlipProcessor, images: list[Image.Image],
+                   prompt: str | None = None, batch_size: int = 50) -> list[str]:
+    """Captions as the lesson makes them: processor -> ``generate`` -> decode without special tokens
+    (with ``prompt``, the conditional caption, which starts with the prompt)."""
+    texts: list[str] = []
+    for chunk in batched(images, batch_size):
+        text = [prompt] * len(chunk) if prompt else None
+        out = model.generate(**processor(images=list(chunk), text=text, return_tensors="pt"), max_new_tokens=30)
+        texts += [t.strip() for t in processor.batch_decode(out, skip_special_tokens=True)]
+    return texts
+
+
+@torch.no_grad()
+def answer_questions(model: BlipForQuestionAnswering, processor: BlipProcessor, image: Image.Image,
+                     questions: list[str]) -> list[str]:
+    """Answers to several questions about one image in ONE padded batch, as the lesson does."""
+    inputs = processor(images=[image] * len(questions), text=questions, padding=True, return_tensors="pt")
+    out = model.generate(**inputs, max_new_tokens=5)
+    return [a.strip() for a in processor.batch_decode(out, skip_special_tokens=True)]
+
+
 def evaluate_captioning(model_dir: Path, n: int = 200) -> dict[str, float]:
     """Exact captions without a prompt (overall and by object count), captions continuing the prompt
     "a photography of", and how often a different image changes the caption."""
-    from transformers import AutoProcessor
-
-    processor = AutoProcessor.from_pretrained(model_dir)
+    processor = BlipProcessor.from_pretrained(model_dir)
     model = BlipForConditionalGeneration.from_pretrained(model_dir).eval()
     scenes = eval_scenes(n)
-    preds: list[str] = []
-    cond: list[str] = []
+    images = [s.render() for s in scenes]
+    preds = caption_images(model, processor, images)
     prompt = CAPTION_PROMPTS[0]
-    for chunk in batched(scenes, 50):
-        images = [s.render() for s in chunk]
-        out = model.generate(**processor(images=images, return_tensors="pt"), max_new_tokens=30)
-        preds += processor.batch_decode(out, skip_special_tokens=True)
-        out = model.generate(**processor(images=images, text=[prompt] * len(images), return_tensors="pt"),
-                             max_new_tokens=30)
-        cond += processor.batch_decode(out, skip_special_tokens=True)
-    ok = [_same_text(p, s.caption) for p, s in zip(preds, scenes)]
+    cond = caption_images(model, processor, images, prompt)
+    ok = [_same_text(p, s.caption) for p, s in zip(preds, scenes, strict=True)]
     scores = {"caption_exact": sum(ok) / n}
     for k in (1, 2, 3):
-        sel = [o for o, s in zip(ok, scenes) if len(s.objects) == k]
+        sel = [o for o, s in zip(ok, scenes, strict=True) if len(s.objects) == k]
         scores[f"caption_exact_{k}_object{'s' if k > 1 else ''}"] = sum(sel) / max(1, len(sel))
-    scores["conditional_caption_exact"] = sum(_same_text(c, f"{prompt} {s.caption}") for c, s in zip(cond, scenes)) / n
-    pairs = [(a.caption, b.caption, pa, pb) for a, b, pa, pb in zip(scenes, scenes[1:], preds, preds[1:])]
+    cond_ok = [_same_text(c, f"{prompt} {s.caption}") for c, s in zip(cond, scenes, strict=True)]
+    scores["conditional_caption_exact"] = sum(cond_ok) / n
+    pairs = [(a.caption, b.caption, pa, pb) for a, b, pa, pb in zip(scenes, scenes[1:], preds, preds[1:], strict=False)]
     scores["different_image_different_caption"] = _changed_rate(pairs)
     return scores
 
@@ -268,34 +284,32 @@ def eval_questions(scene: sw.Scene, rng: random.Random) -> list[sw.QA]:
     return [rng.choice(by_type[t]) for t in QUESTION_TYPES if t in by_type]
 
 
-@torch.no_grad()
-def evaluate_vqa(model_dir: Path, n: int = 200) -> dict[str, float]:
-    """One-word answers per question type and overall; each scene's questions go in ONE padded
-    batch with the image repeated (as the lesson does). Also: how often a different image changes
-    the answer to "how many shapes are there?"."""
-    from transformers import AutoProcessor
-
-    processor = AutoProcessor.from_pretrained(model_dir)
-    model = BlipForQuestionAnswering.from_pretrained(model_dir).eval()
-    rng = random.Random(EVAL_SEED)
-    hits: dict[str, list[bool]] = {t: [] for t in QUESTION_TYPES}
-    counts: list[tuple[str, str]] = []  # (truth, prediction) of the count question, scene by scene
-    for scene in eval_scenes(n):
+def vqa_hits(model: BlipForQuestionAnswering, processor: BlipProcessor, scenes: list[sw.Scene],
+             seed: int = EVAL_SEED) -> dict[str, list[tuple[str, str]]]:
+    """``{question type: [(true answer, model answer), ...]}``: every type that may be asked of each
+    scene, phrased as people type (see ``phrase_question``), one padded batch per scene."""
+    rng = random.Random(seed)
+    results: dict[str, list[tuple[str, str]]] = {t: [] for t in QUESTION_TYPES}
+    for scene in scenes:
         qas = eval_questions(scene, rng)
-        image = scene.render()
-        inputs = processor(images=[image] * len(qas), text=[phrase_question(qa.question, rng) for qa in qas],
-                           padding=True, return_tensors="pt")
-        answers = [a.strip().lower() for a in processor.batch_decode(model.generate(**inputs, max_new_tokens=5), skip_special_tokens=True)]
-        for qa, a in zip(qas, answers):
-            kind = sw.answer_kind(qa.question, detailed=True)
-            hits[kind].append(a == qa.answer)
-            if kind == "count":
-                counts.append((qa.answer, a))
-    every = [h for v in hits.values() for h in v]
+        answers = answer_questions(model, processor, scene.render(), [phrase_question(q.question, rng) for q in qas])
+        for qa, a in zip(qas, answers, strict=True):
+            results[sw.answer_kind(qa.question, detailed=True)].append((qa.answer, a.lower()))
+    return results
+
+
+def evaluate_vqa(model_dir: Path, n: int = 200) -> dict[str, float]:
+    """One-word answers per question type and overall, and how often a different image changes the
+    answer to the "how many shapes" question (among consecutive scenes whose true answers differ)."""
+    processor = BlipProcessor.from_pretrained(model_dir)
+    model = BlipForQuestionAnswering.from_pretrained(model_dir).eval()
+    results = vqa_hits(model, processor, eval_scenes(n))
+    every = [t == a for pairs in results.values() for t, a in pairs]
     scores = {"vqa_accuracy": sum(every) / len(every)}
-    scores.update({f"vqa_accuracy_{t}": sum(v) / max(1, len(v)) for t, v in hits.items()})
-    pairs = [(t1, t2, p1, p2) for (t1, p1), (t2, p2) in zip(counts, counts[1:])]
-    scores["different_image_different_answer"] = _changed_rate(pairs)
+    scores.update({f"vqa_accuracy_{t}": sum(x == y for x, y in v) / max(1, len(v)) for t, v in results.items()})
+    counts = results["count"]
+    scores["different_image_different_answer"] = _changed_rate(
+        [(t1, t2, p1, p2) for (t1, p1), (t2, p2) in zip(counts, counts[1:], strict=False)])
     return scores
 
 
@@ -316,9 +330,9 @@ SMOKE_RECIPE = dict(steps=SMOKE_STEPS, pool_size=16, batch_size=8, max_lr=1e-3)
 EVAL_N = 200
 
 ARCHITECTURE = f"""- Vision: `BlipVisionModel` ViT, {IMAGE_SIZE} x {IMAGE_SIZE} px input, patch {PATCH_SIZE} \
-({(IMAGE_SIZE // PATCH_SIZE) ** 2} patches + [CLS]), width {WIDTH}, {VISION_LAYERS} layers, {HEADS} heads, MLP {4 * WIDTH}.
+({(IMAGE_SIZE // PATCH_SIZE) ** 2} patches + [CLS]), width {WIDTH}, {VISION_LAYERS} layers, {HEADS} heads, MLP {MLP}.
 - Text: BERT-style `BlipTextModel` layers with cross-attention to the image, width {WIDTH}, {TEXT_LAYERS} layers, \
-{HEADS} heads, MLP {4 * WIDTH}, {MAX_POSITIONS} positions.
+{HEADS} heads, MLP {MLP}, {MAX_POSITIONS} positions.
 - Tokenizer: uncased BERT WordPiece (`BertTokenizer`) trained on the ShapesWorld corpus, with every ASCII \
 character and `##` piece so any text tokenizes (other symbols become `[UNK]`), plus BLIP's `[DEC]` (bos) and \
 `[ENC]` tokens. The real checkpoints use `bert-base-uncased` + the same two tokens.
