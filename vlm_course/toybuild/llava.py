@@ -1,0 +1,620 @@
+"""Toy ``llava`` (LLaVA-1.5 style) and ``llava-next`` (LLaVA-NeXT / v1.6-Mistral style) checkpoints.
+
+The recipe follows the real LLaVA in miniature:
+
+* the vision tower is the toy CLIP's vision encoder (features of its second-to-last layer,
+  CLS dropped: ``vision_feature_layer=-2``, ``vision_feature_select_strategy="default"``);
+* stage 1 (alignment): the vision tower is frozen and the projector and language model learn
+  to describe images ("The image shows ...");
+* stage 2 (visual instruction tuning): ShapesWorld conversations - describe prompts, every
+  question type in any capitalisation, multi-turn with the history in the prompt;
+* ``llava-next`` starts from the toy LLaVA's trained parts, swaps to a Mistral language model
+  and the ``[INST] ... [/INST]`` template, adds any-res tiles (``image_grid_pinpoints``) and
+  learns "Compare these two images." with two images.
+
+As in LLaVA-1.5, the vision tower stays frozen in both stages, so its features are computed
+once per training scene and cached.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .. import shapesworld as sw
+from .card import write_model_card
+from .data import EVAL_SEED, batched, eval_scenes
+from .tokenizers_llama import build_llama_tokenizer
+from .train import fit
+
+IMAGE_TOKEN = "<image>"
+PAD_TOKEN = "<pad>"
+
+# Chat templates. ``content`` may be a string or a list of {"type": "text"/"image"} items; images
+# of a user turn come first, one "<image>\n" each, as in the llava-hf templates.
+_PARTS = (
+    "{%- if message['content'] is string -%}"
+    "{%- set parts = [{'type': 'text', 'text': message['content']}] -%}"
+    "{%- else -%}{%- set parts = message['content'] -%}{%- endif -%}"
+)
+LLAVA_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}" + _PARTS +
+    "{%- if message['role'] == 'system' -%}"
+    "{%- for c in parts if c['type'] == 'text' -%}{{ c['text'] + ' ' }}{%- endfor -%}"
+    "{%- elif message['role'] == 'user' -%}{{ 'USER: ' }}"
+    "{%- for c in parts if c['type'] == 'image' -%}{{ '<image>\n' }}{%- endfor -%}"
+    "{%- for c in parts if c['type'] == 'text' -%}{{ c['text'] }}{%- endfor -%}{{ ' ' }}"
+    "{%- elif message['role'] == 'assistant' -%}{{ 'ASSISTANT: ' }}"
+    "{%- for c in parts if c['type'] == 'text' -%}{% generation %}{{ c['text'] }}{% endgeneration %}{%- endfor -%}"
+    "{{ eos_token }}"
+    "{%- endif -%}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ 'ASSISTANT:' }}{%- endif -%}"
+)
+MISTRAL_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}" + _PARTS +
+    "{%- if message['role'] == 'system' -%}"
+    "{%- for c in parts if c['type'] == 'text' -%}{{ c['text'] + '\n\n' }}{%- endfor -%}"
+    "{%- elif message['role'] == 'user' -%}{{ '[INST] ' }}"
+    "{%- for c in parts if c['type'] == 'image' -%}{{ '<image>\n' }}{%- endfor -%}"
+    "{%- for c in parts if c['type'] == 'text' -%}{{ c['text'] }}{%- endfor -%}{{ ' [/INST]' }}"
+    "{%- elif message['role'] == 'assistant' -%}{{ ' ' }}"
+    "{%- for c in parts if c['type'] == 'text' -%}{% generation %}{{ c['text'] }}{% endgeneration %}{%- endfor -%}"
+    "{{ eos_token }}"
+    "{%- endif -%}{%- endfor -%}"
+)
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """How one chat template lays out turns (mirrors the Jinja template, for fast training data)."""
+
+    user_prefix: str
+    user_suffix: str
+    assistant_prefix: str
+    generation_prompt: str
+    template: str
+
+    def render(self, turns: Sequence[tuple[str, str | None]], n_images: int = 1) -> tuple[str, list[tuple[int, int]]]:
+        """The prompt text of ``turns`` ((user, assistant) pairs; a final ``None`` reply asks for
+        a generation) and the character spans the model must learn (replies with their ``</s>``)."""
+        text, spans = "", []
+        for i, (user, reply) in enumerate(turns):
+            images = IMAGE_TOKEN + "\n" if i == 0 else ""
+            text += self.user_prefix + images * n_images + user + self.user_suffix
+            if reply is None:
+                text += self.generation_prompt
+                break
+            text += self.assistant_prefix
+            start = len(text)
+            text += reply + "</s>"
+            spans.append((start, len(text)))
+        return text, spans
+
+
+LLAVA_FORMAT = ChatFormat("USER: ", " ", "ASSISTANT: ", "ASSISTANT:", LLAVA_CHAT_TEMPLATE)
+MISTRAL_FORMAT = ChatFormat("[INST] ", " [/INST]", " ", "", MISTRAL_CHAT_TEMPLATE)
+FORMATS = {"llava": LLAVA_FORMAT, "llava-next": MISTRAL_FORMAT}
+
+# Sizes (every width a multiple of 64 so bitsandbytes 4-bit works on CPU).
+HIDDEN = 128
+INTERMEDIATE = 256
+LAYERS = 4
+HEADS = 4
+MAX_POSITIONS = 2048
+# Any-res grid: ShapesWorld's square images get one 64 px tile besides the base image;
+# wide or tall photos get two. Set in both the model config and the image processor.
+PINPOINTS = [[64, 64], [64, 128], [128, 64]]
+
+REAL = {"llava": "llava-hf/llava-1.5-7b-hf", "llava-next": "llava-hf/llava-v1.6-mistral-7b-hf"}
+
+
+# --- data ----------------------------------------------------------------------------------
+
+def vary_case(text: str, rng: random.Random) -> str:
+    """A prompt as a person might type it: as given, lower case, capitals or title case,
+    sometimes without the final "?"; "color" sometimes spelt "colour"."""
+    r = rng.random()
+    if r < 0.2:
+        text = text.lower()
+    elif r < 0.3:
+        text = text.upper()
+    elif r < 0.4:
+        text = text.title()
+    if text.endswith("?") and rng.random() < 0.15:
+        text = text[:-1]
+    if rng.random() < 0.1:
+        text = text.replace("color", "colour").replace("COLOR", "COLOUR").replace("Color", "Colour")
+    return text
+
+
+def sample_turns(scene: sw.Scene, rng: random.Random, *, describe_only: bool = False, turns: int = 1) -> list[tuple[str, str]]:
+    """``turns`` (prompt, reply) pairs about one scene for training."""
+    if describe_only:
+        prompt = rng.choice(sw.DESCRIBE_PROMPTS)
+        return [(vary_case(prompt, rng) if rng.random() < 0.3 else prompt, sw.describe_reply(scene))]
+    pairs = sw.sample_conversation(scene, turns, rng, describe_first=rng.random() < 0.4)
+    return [(vary_case(q, rng), a) for q, a in pairs]
+
+
+def image_features(model, pixel_values: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+    """Frozen vision-tower features as LLaVA selects them (layer -2, CLS dropped): (N, 64, width)."""
+    feats = []
+    layer = model.config.vision_feature_layer
+    with torch.no_grad():
+        for start in range(0, len(pixel_values), chunk):
+            out = model.model.vision_tower(pixel_values[start : start + chunk], output_hidden_states=True)
+            feats.append(out.hidden_states[layer][:, 1:].clone())
+    return torch.cat(feats)
+
+
+def render_tensor(scenes: Sequence[sw.Scene]) -> torch.Tensor:
+    """Scenes as one uint8 (N, 3, 224, 224) tensor: image processors handle a stacked tensor far
+    faster than a list of PIL images, with identical results."""
+    arr = np.stack([np.asarray(s.render()) for s in scenes])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+
+
+def process_scenes(image_processor, scenes: Sequence[sw.Scene], chunk: int = 256, desc: str = "rendering scenes") -> torch.Tensor:
+    parts = []
+    for start in tqdm(range(0, len(scenes), chunk), desc=desc, leave=False):
+        parts.append(image_processor(images=render_tensor(scenes[start : start + chunk]), return_tensors="pt").pixel_values)
+    return torch.cat(parts)
+
+
+# --- tokenizer, processor, model -------------------------------------------------------------
+
+def template_texts(n_scenes: int = 300, seed: int = 777) -> list[str]:
+    """Chat-formatted ShapesWorld conversations in both templates, cut at the special tokens
+    (text after a special token starts a new piece without a word-start mark, as at run time)."""
+    rng = random.Random(seed)
+    texts: list[str] = []
+    for scene in sw.sample_scenes(n_scenes, seed):
+        turns = sample_turns(scene, rng, turns=rng.randint(1, 3))
+        for fmt in FORMATS.values():
+            text, _ = fmt.render(turns + [(sw.COMPARE_PROMPT, None)], n_images=rng.choice((1, 2)))
+            pieces = text.replace(IMAGE_TOKEN, "</s>").split("</s>")
+            texts.append(pieces[0])
+            texts += ["\n" + p for p in pieces[1:] if p]
+    return texts
+
+
+def build_tokenizer():
+    """The toy LLaVA tokenizer (a ``LlamaTokenizer`` with ``<image>`` and ``<pad>`` added)."""
+    return build_llama_tokenizer(template_texts(), added_special=(IMAGE_TOKEN, PAD_TOKEN))
+
+
+def _round_up(n: int, multiple: int = 64) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _text_config(kind: str, tokenizer):
+    from transformers import LlamaConfig, MistralConfig
+
+    common = dict(
+        vocab_size=_round_up(len(tokenizer)),
+        hidden_size=HIDDEN,
+        intermediate_size=INTERMEDIATE,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=HEADS,
+        max_position_embeddings=MAX_POSITIONS,
+        rms_norm_eps=1e-5,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    if kind == "llava":
+        return LlamaConfig(**common)
+    return MistralConfig(**common, sliding_window=None)
+
+
+def make_model(name: str, tokenizer, vision_config):
+    """A freshly initialised ``LlavaForConditionalGeneration`` / ``LlavaNextForConditionalGeneration``."""
+    from transformers import (
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+    )
+
+    grid = vision_config.image_size // vision_config.patch_size
+    common = dict(
+        vision_config=vision_config,
+        text_config=_text_config(name, tokenizer),
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        projector_hidden_act="gelu",
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        image_seq_length=grid * grid,
+        tie_word_embeddings=False,
+    )
+    if name == "llava":
+        model = LlavaForConditionalGeneration(LlavaConfig(**common))
+    else:
+        model = LlavaNextForConditionalGeneration(LlavaNextConfig(**common, image_grid_pinpoints=PINPOINTS))
+    gen = model.generation_config
+    gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    gen.max_new_tokens = 64
+    return model
+
+
+def make_processor(name: str, tokenizer, clip_image_processor, vision_config):
+    """``LlavaProcessor`` / ``LlavaNextProcessor`` whose token counts match the model config."""
+    from transformers import LlavaNextImageProcessor, LlavaNextProcessor, LlavaProcessor
+
+    common = dict(
+        tokenizer=tokenizer,
+        patch_size=vision_config.patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=FORMATS[name].template,
+        image_token=IMAGE_TOKEN,
+    )
+    if name == "llava":
+        return LlavaProcessor(image_processor=clip_image_processor, **common)
+    size = vision_config.image_size
+    image_processor = LlavaNextImageProcessor(
+        size={"shortest_edge": size},
+        crop_size={"height": size, "width": size},
+        image_grid_pinpoints=PINPOINTS,
+        image_mean=clip_image_processor.image_mean,
+        image_std=clip_image_processor.image_std,
+    )
+    return LlavaNextProcessor(image_processor=image_processor, **common)
+
+
+def load_clip(clip_dir: Path):
+    """The toy CLIP's vision weights and image processor (the LLaVA vision tower)."""
+    from transformers import AutoImageProcessor, AutoProcessor, CLIPModel
+
+    if clip_dir is None or not (Path(clip_dir) / "config.json").is_file():
+        raise FileNotFoundError(
+            f"the toy LLaVA takes its vision tower from the toy CLIP, not found at {clip_dir}; "
+            "build it first: vlm-course build-toy-models --only clip"
+        )
+    clip = CLIPModel.from_pretrained(clip_dir)
+    try:
+        image_processor = AutoProcessor.from_pretrained(clip_dir).image_processor
+    except (OSError, ValueError, TypeError):
+        image_processor = AutoImageProcessor.from_pretrained(clip_dir)
+    return clip, image_processor
+
+
+# --- training ---------------------------------------------------------------------------------
+
+@dataclass
+class Sample:
+    """One training conversation: its turns and the pool indices of its images (in order)."""
+
+    turns: list[tuple[str, str]]
+    images: list[int]
+
+
+class Batcher:
+    """Turns conversations into model inputs with image tokens expanded and labels on replies."""
+
+    def __init__(self, tokenizer, fmt: ChatFormat, tokens_per_image: int):
+        self.tokenizer = tokenizer
+        self.fmt = fmt
+        self.tokens_per_image = tokens_per_image
+        self.image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+        self.pad_id = tokenizer.pad_token_id
+
+    def __call__(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
+        rendered = [self.fmt.render(s.turns, n_images=len(s.images)) for s in samples]
+        enc = self.tokenizer([t for t, _ in rendered], return_offsets_mapping=True)
+        rows_ids, rows_labels = [], []
+        for ids, offsets, (_, spans) in zip(enc["input_ids"], enc["offset_mapping"], rendered):
+            out_ids: list[int] = []
+            out_labels: list[int] = []
+            for tok, (_, end) in zip(ids, offsets):
+                if tok == self.image_id:
+                    out_ids += [tok] * self.tokens_per_image
+                    out_labels += [-100] * self.tokens_per_image
+                    continue
+                learn = any(s < end <= e for s, e in spans)
+                out_ids.append(tok)
+                out_labels.append(tok if learn else -100)
+            rows_ids.append(out_ids)
+            rows_labels.append(out_labels)
+        length = max(map(len, rows_ids))
+        pad = lambda rows, v: torch.tensor([r + [v] * (length - len(r)) for r in rows])  # noqa: E731
+        return {
+            "input_ids": pad(rows_ids, self.pad_id),
+            "labels": pad(rows_labels, -100),
+            "attention_mask": pad([[1] * len(r) for r in rows_ids], 0),
+        }
+
+
+def project_cached(model, feats: torch.Tensor) -> torch.Tensor:
+    """Image embeddings for the language model from cached vision features, exactly as the
+    model computes them: (n_images, n_patches, tokens, width) -> (n_images * tokens_per_image, hidden)."""
+    projected = model.model.multi_modal_projector(feats.flatten(0, 1)).unflatten(0, feats.shape[:2])
+    if feats.shape[1] == 1:  # LLaVA: one 64 px view per image
+        return projected.flatten(0, 2)
+    sizes = torch.tensor([[sw.CANVAS_SIZE, sw.CANVAS_SIZE]] * len(feats))
+    packed, _ = model.model.pack_image_features(
+        list(projected), sizes, model.config.vision_feature_select_strategy, image_newline=model.model.image_newline
+    )
+    return torch.cat(packed)
+
+
+def batch_loss(model, batcher: Batcher, feats: torch.Tensor, samples: Sequence[Sample]) -> torch.Tensor:
+    """Language-model loss on the replies of ``samples`` (vision features from the cache)."""
+    batch = batcher(samples)
+    embeds = model.get_input_embeddings()(batch["input_ids"])
+    images = project_cached(model, feats[[i for s in samples for i in s.images]])
+    mask = (batch["input_ids"] == batcher.image_id).unsqueeze(-1)
+    embeds = embeds.masked_scatter(mask, images.to(embeds.dtype))
+    hidden = model.model.language_model(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).last_hidden_state
+    # Next-token loss on reply positions only (the LM head on just those rows saves time).
+    targets = batch["labels"][:, 1:]
+    keep = targets != -100
+    logits = model.lm_head(hidden[:, :-1][keep])
+    return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
+
+
+@dataclass
+class Mix:
+    """What a training stage draws: describe-only, or conversations; some share of two-image compares."""
+
+    describe_only: bool = False
+    compare: float = 0.0
+    max_turns: int = 4
+
+    def draw_batch(self, size: int, scenes: Sequence[sw.Scene], rng: random.Random) -> list[Sample]:
+        """``size`` samples; conversations in one batch share their number of turns (little padding)."""
+        turns = rng.randint(1, self.max_turns)
+        return [self.draw(len(scenes), scenes, rng, turns) for _ in range(size)]
+
+    def draw(self, n_pool: int, scenes: Sequence[sw.Scene], rng: random.Random, turns: int = 1) -> Sample:
+        if rng.random() < self.compare:
+            i, j = rng.randrange(n_pool), rng.randrange(n_pool)
+            prompt = vary_case(sw.COMPARE_PROMPT, rng) if rng.random() < 0.2 else sw.COMPARE_PROMPT
+            return Sample([(prompt, sw.compare_reply(scenes[i], scenes[j]))], [i, j])
+        i = rng.randrange(n_pool)
+        return Sample(sample_turns(scenes[i], rng, describe_only=self.describe_only, turns=turns), [i])
+
+
+def train_stage(model, batcher, feats, scenes, mix: Mix, *, steps: int, lr: float, batch_size: int, seed: int, desc: str) -> dict:
+    rng = random.Random(seed)
+    params = [p for n, p in model.named_parameters() if not n.startswith("model.vision_tower")]
+
+    def loss_fn(step: int) -> torch.Tensor:
+        samples = mix.draw_batch(batch_size, scenes, rng)
+        return batch_loss(model, batcher, feats, samples)
+
+    return fit(model, loss_fn, steps, lr, params=params, desc=desc)
+
+
+# --- evaluation (through the public API, as a learner would) -----------------------------------
+
+def load(name: str, model_dir: Path):
+    """Processor and model of a toy checkpoint folder."""
+    from transformers import AutoProcessor, LlavaForConditionalGeneration, LlavaNextForConditionalGeneration
+
+    cls = LlavaForConditionalGeneration if name == "llava" else LlavaNextForConditionalGeneration
+    return AutoProcessor.from_pretrained(model_dir), cls.from_pretrained(model_dir).eval()
+
+
+def user_message(text: str, images: Sequence[Image.Image]) -> dict:
+    return {"role": "user", "content": [*({"type": "image", "image": im} for im in images), {"type": "text", "text": text}]}
+
+
+def chat(processor, model, conversations: Sequence[list[dict]], max_new_tokens: int = 48, batch_size: int = 32) -> list[str]:
+    """Replies to conversations (chat-template messages whose image items hold PIL images)."""
+    replies: list[str] = []
+    for group in batched(list(conversations), batch_size):
+        prompts = [processor.apply_chat_template(c, add_generation_prompt=True) for c in group]
+        images = [item["image"] for c in group for m in c if not isinstance(m["content"], str)
+                  for item in m["content"] if item["type"] == "image"]
+        inputs = processor(images=images, text=prompts, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        replies += processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    return [" ".join(r.split()) for r in replies]
+
+
+def _history(turns: Sequence[tuple[str, str]], question: str, images: Sequence[Image.Image]) -> list[dict]:
+    messages: list[dict] = []
+    for i, (q, a) in enumerate(turns):
+        messages.append(user_message(q, images if i == 0 else ()))
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": a}]})
+    messages.append(user_message(question, images if not turns else ()))
+    return messages
+
+
+def evaluate(name: str, model_dir: Path, n: int = 200) -> dict[str, float]:
+    """Describe exactness, right answer words (single and third turn), compare exactness
+    (llava-next) and whether a different image changes the reply, on fresh scenes."""
+    processor, model = load(name, Path(model_dir))
+    rng = random.Random(EVAL_SEED)
+    scenes = eval_scenes(n)
+    images = [s.render() for s in scenes]
+    scores: dict[str, float] = {}
+
+    prompts = [sw.DESCRIBE_PROMPTS[i % 2] for i in range(n)]
+    replies = chat(processor, model, [[user_message(p, [im])] for p, im in zip(prompts, images)])
+    scores["describe_exact"] = float(np.mean([r == sw.describe_reply(s) for r, s in zip(replies, scenes)]))
+
+    swapped = chat(processor, model, [[user_message(p, [images[(i + 1) % n]])] for i, p in enumerate(prompts)])
+    differ = [i for i in range(n) if scenes[i].caption != scenes[(i + 1) % n].caption]
+    scores["image_changes_reply"] = float(np.mean([replies[i] != swapped[i] for i in differ]))
+
+    qas = [sw.sample_qa(s, rng) for s in scenes]
+    asked = [vary_case(qa.question[0].upper() + qa.question[1:], rng) for qa in qas]
+    replies = chat(processor, model, [[user_message(q, [im])] for q, im in zip(asked, images)])
+    scores["answer_word"] = float(np.mean([sw.find_answer_word(r, qa.kind) == qa.answer for r, qa in zip(replies, qas)]))
+
+    convs = [sw.sample_conversation(s, 3, rng) for s in scenes]
+    replies = chat(processor, model, [_history(c[:2], c[2][0], [im]) for c, im in zip(convs, images)])
+    right = []
+    for r, c, s in zip(replies, convs, scenes):
+        q = c[2][0]
+        if sw.normalize_question(q) in {sw.normalize_question(p) for p in sw.DESCRIBE_PROMPTS}:
+            right.append(r == sw.describe_reply(s))
+        else:
+            right.append(sw.find_answer_word(r, sw.answer_kind(q)) == sw.answer(s, q))
+    scores["third_turn_right"] = float(np.mean(right))
+
+    if name == "llava-next":
+        others = eval_scenes(n, offset=1)
+        replies = chat(
+            processor, model,
+            [[user_message(sw.COMPARE_PROMPT, [im, o.render()])] for im, o in zip(images, others)],
+            max_new_tokens=64,
+        )
+        scores["compare_exact"] = float(np.mean([r == sw.compare_reply(a, b) for r, a, b in zip(replies, scenes, others)]))
+    return scores
+
+
+# --- build --------------------------------------------------------------------------------------
+
+TRAIN_SEED = 1_000  # training scenes; evaluation uses data.EVAL_SEED
+PLANS: dict[str, dict] = {
+    # pool: training scenes; each stage: (steps, max lr, batch size)
+    "llava": {"pool": 8000, "stage1": (1500, 1e-3, 32), "stage2": (2000, 5e-4, 32)},
+    "llava-next": {"pool": 4000, "stage": (600, 3e-4, 16)},
+}
+SMOKE_PLAN = {"pool": 24, "stage1": (3, 1e-3, 4), "stage2": (3, 5e-4, 4), "stage": (3, 3e-4, 2)}
+
+
+def tokens_per_image(processor) -> int:
+    """How many ``<image>`` tokens the processor puts in for one ShapesWorld image."""
+    probe = sw.sample_scene(0).render()
+    ids = processor(images=[probe], text=[IMAGE_TOKEN], return_tensors="pt")["input_ids"][0]
+    return int((ids == processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)).sum())
+
+
+def cached_features(model, processor, scenes: Sequence[sw.Scene]) -> torch.Tensor:
+    """(N, views, tokens, width) frozen vision features of the training scenes."""
+    pixels = process_scenes(processor.image_processor, scenes)
+    views = 1 if pixels.dim() == 4 else pixels.shape[1]
+    feats = image_features(model, pixels.flatten(0, 1) if views > 1 else pixels)
+    return feats.unflatten(0, (len(scenes), views))
+
+
+def _freeze_vision(model) -> None:
+    for p in model.model.vision_tower.parameters():
+        p.requires_grad_(False)
+
+
+def _save(model, processor, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+
+
+def _architecture(name: str, model, n_image_tokens: int) -> str:
+    cfg = model.config
+    v, t = cfg.vision_config, cfg.text_config
+    lm = "Llama" if name == "llava" else "Mistral"
+    lines = [
+        f"- `{type(model).__name__}` with the toy CLIP's vision tower: ViT {v.hidden_size} wide x "
+        f"{v.num_hidden_layers} layers, {v.image_size} px input, patch {v.patch_size}; features of layer "
+        f"{cfg.vision_feature_layer} without CLS (`vision_feature_select_strategy=\"default\"`).",
+        f"- Projector: 2-layer MLP (GELU) {v.hidden_size} -> {t.hidden_size} -> {t.hidden_size}.",
+        f"- Language model: {lm} {t.hidden_size} wide x {t.num_hidden_layers} layers, {t.num_attention_heads} heads, "
+        f"MLP {t.intermediate_size}, vocabulary {t.vocab_size}, context {t.max_position_embeddings} tokens.",
+        f"- Tokenizer: `LlamaTokenizer` (BPE with byte fallback, trained on ShapesWorld text); `<image>` is "
+        f"token {cfg.image_token_index}, `<pad>` is padding.",
+        f"- Image tokens per 224 px ShapesWorld image: {n_image_tokens}.",
+    ]
+    if name == "llava-next":
+        lines.append(f"- Any-res: `image_grid_pinpoints={cfg.image_grid_pinpoints}` (base view + 64 px tiles, "
+                     "one `image_newline` per tile row).")
+    template = "`USER: <image>\\n{prompt} ASSISTANT:`" if name == "llava" else "`[INST] <image>\\n{prompt} [/INST]`"
+    lines.append(f"- Chat template: {template}; earlier turns stay in the prompt, each reply ends with `</s>`.")
+    return "\n".join(lines)
+
+
+def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path] | None = None) -> dict:
+    """Train the toy ``llava`` or ``llava-next`` checkpoint into ``out_dir`` (see the module docstring)."""
+    if name not in FORMATS:
+        raise KeyError(f"this builder makes 'llava' and 'llava-next', not {name!r}")
+    deps = deps or {}
+    out_dir = Path(out_dir)
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    plan = {**PLANS[name], **(SMOKE_PLAN if smoke else {})}
+    info: dict = {"name": name, "smoke": smoke}
+
+    if name == "llava":
+        tokenizer = build_tokenizer()
+        clip, clip_image_processor = load_clip(deps.get("clip"))
+        vision_config = clip.config.vision_config
+        model = make_model(name, tokenizer, vision_config)
+        model.model.vision_tower.load_state_dict(clip.vision_model.state_dict())
+    else:
+        base_dir = deps.get("llava")
+        if base_dir is None or not (Path(base_dir) / "config.json").is_file():
+            raise FileNotFoundError(
+                f"the toy LLaVA-NeXT starts from the toy LLaVA, not found at {base_dir}; "
+                "build it first: vlm-course build-toy-models --only llava"
+            )
+        base_processor, base = load("llava", Path(base_dir))
+        tokenizer, clip_image_processor = base_processor.tokenizer, base_processor.image_processor
+        vision_config = base.config.vision_config
+        model = make_model(name, tokenizer, vision_config)
+        for part in ("vision_tower", "multi_modal_projector", "language_model"):
+            getattr(model.model, part).load_state_dict(getattr(base.model, part).state_dict())
+        model.lm_head.load_state_dict(base.lm_head.state_dict())
+    processor = make_processor(name, tokenizer, clip_image_processor, vision_config)
+    _freeze_vision(model)
+
+    scenes = sw.sample_scenes(plan["pool"], TRAIN_SEED + (0 if name == "llava" else 1))
+    feats = cached_features(model, processor, scenes)
+    n_tokens = tokens_per_image(processor)
+    batcher = Batcher(tokenizer, FORMATS[name], n_tokens)
+
+    stages = []
+    if name == "llava":
+        for key, mix in (("stage1", Mix(describe_only=True)), ("stage2", Mix(max_turns=4))):
+            steps, lr, bs = plan[key]
+            stages.append(train_stage(model, batcher, feats, scenes, mix, steps=steps, lr=lr, batch_size=bs,
+                                      seed=TRAIN_SEED + len(stages), desc=f"llava {key}"))
+    else:
+        steps, lr, bs = plan["stage"]
+        stages.append(train_stage(model, batcher, feats, scenes, Mix(compare=0.25, max_turns=4), steps=steps, lr=lr,
+                                  batch_size=bs, seed=TRAIN_SEED + 10, desc="llava-next"))
+    train_seconds = time.perf_counter() - start
+    _save(model, processor, out_dir)
+    info.update(train_seconds=round(train_seconds, 1), stages=stages)
+
+    scores = evaluate(name, out_dir, n=4 if smoke else 200)
+    info["scores"] = scores
+    if name == "llava":
+        (s1, l1, b1), (s2, l2, b2) = plan["stage1"], plan["stage2"]
+        recipe = (
+            f"Vision tower copied from the toy CLIP and frozen throughout (as in LLaVA-1.5); its features for "
+            f"{plan['pool']} training scenes are computed once.\n\n"
+            f"1. Alignment (stage 1): projector + language model learn \"What is shown in this image?\" / "
+            f"\"Describe this image.\" -> \"The image shows {{caption}}.\"; {s1} steps, batch {b1}, AdamW, OneCycle max lr {l1}.\n"
+            f"2. Visual instruction tuning (stage 2): conversations of 1-4 turns about one scene (describe prompts and "
+            f"every question type, typed in any capitalisation; earlier turns in the prompt; loss on every reply); "
+            f"{s2} steps, batch {b2}, OneCycle max lr {l2}."
+        )
+    else:
+        s, lr, bs = plan["stage"]
+        recipe = (
+            "Starts from the toy LLaVA's trained vision tower (frozen), projector and language model (Llama weights "
+            "loaded into the Mistral architecture, same layout); `image_newline` is new.\n\n"
+            f"1. Visual instruction tuning with the Mistral template and any-res image tokens on {plan['pool']} scenes: "
+            f"conversations of 1-4 turns (as for the toy LLaVA) and, in a quarter of the samples, two images with "
+            f"\"Compare these two images.\" -> \"The first image shows ... The second image shows ...\"; "
+            f"{s} steps, batch {bs}, OneCycle max lr {lr}."
+        )
+    write_model_card(
+        out_dir, name=name, model=model, real_checkpoint=REAL[name],
+        architecture=_architecture(name, model, n_tokens), recipe=recipe, scores=scores, train_seconds=train_seconds,
+    )
+    return info
