@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 import transformers
 from transformers import PretrainedConfig, PreTrainedModel
+from transformers import initialization as init
 
 from . import specs
 
@@ -65,8 +66,11 @@ def meta_model(model: str | PretrainedConfig, class_name: str | None = None,
     """The model built on the meta device in ``dtype``, as ``from_pretrained`` builds it before loading weights."""
     config, class_name = resolve(model, class_name)
     cls = model_class(class_name)
-    with torch.device("meta"):
-        return cls._from_config(config, dtype=dtype)
+    # Shapes only: skip the (slow) random initialisation, then tie weights as from_pretrained does.
+    with torch.device("meta"), init.no_init_weights():
+        model = cls._from_config(config, dtype=dtype)
+    model.tie_weights()
+    return model
 
 
 def count_parameters(model: str | PretrainedConfig | PreTrainedModel, class_name: str | None = None) -> ParamCount:

@@ -7,8 +7,8 @@ sizes, image tokens). Nothing is downloaded; ``count.py`` instantiates them on t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from transformers import (
     Blip2Config,
