@@ -15,6 +15,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -193,12 +194,17 @@ class CLIPImageSearch:
         feats = self._torch.nn.functional.normalize(feats.float(), dim=-1)
         return feats.cpu().numpy().astype(np.float32, copy=False)
 
+    def _pixels(self, images: Sequence[Image.Image]):
+        return self.processor(images=[_rgb(im) for im in images], return_tensors="pt")["pixel_values"]
+
+    def _embed_pixels(self, pixel_values) -> np.ndarray:
+        with self._torch.inference_mode():
+            pixel_values = pixel_values.to(self.device, self.model.dtype)
+            return self._features(self.model.get_image_features(pixel_values=pixel_values))
+
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Unit-norm float32 embeddings of PIL images, one row each (one forward pass)."""
-        inputs = self.processor(images=[_rgb(im) for im in images], return_tensors="pt").to(self.device)
-        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        with self._torch.inference_mode():
-            return self._features(self.model.get_image_features(**inputs))
+        return self._embed_pixels(self._pixels(images))
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-norm float32 embeddings of texts, one row each."""
@@ -223,33 +229,26 @@ class CLIPImageSearch:
         """
         from tqdm.auto import tqdm
 
-        from vlm_course.images import ImageLoadError, load_image
-
         items = _expand(images)
         size = batch_size or self.batch_size
         if size < 1:
             raise ValueError(f"batch_size must be at least 1, got {size}")
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
         added, skipped = 0, []
-        bar = tqdm(total=len(items), desc="indexing", unit="img", disable=not progress)
-        for start in range(0, len(items), size):
-            batch, paths = [], []
-            for item in items[start : start + size]:
-                if isinstance(item, Image.Image):
-                    batch.append(item)
-                    paths.append(None)
-                    continue
-                try:
-                    batch.append(load_image(item))
-                except ImageLoadError as exc:
-                    skipped.append((str(item), str(exc)))
-                    continue
-                paths.append(str(item))
-            if batch:
-                self.index.add(self.embed_images(batch), normalized=True)
-                self.paths.extend(paths)
-                added += len(batch)
-            bar.update(min(size, len(items) - start))
-        bar.close()
+        # A helper thread reads and preprocesses the next batch while the model embeds this one.
+        with tqdm(total=len(items), desc="indexing", unit="img", disable=not progress) as bar, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-search-prep") as pool:
+            pending = pool.submit(self._prepare, chunks[0]) if chunks else None
+            for i, chunk in enumerate(chunks):
+                pixels, paths, bad = pending.result()
+                if i + 1 < len(chunks):
+                    pending = pool.submit(self._prepare, chunks[i + 1])
+                if paths:
+                    self.index.add(self._embed_pixels(pixels), normalized=True)
+                    self.paths.extend(paths)
+                    added += len(paths)
+                skipped.extend(bad)
+                bar.update(len(chunk))
         if skipped:
             self.skipped.extend(skipped)
             listed = "\n  ".join(f"{src}: {why}" for src, why in skipped)
@@ -259,6 +258,24 @@ class CLIPImageSearch:
                 stacklevel=2,
             )
         return added
+
+    def _prepare(self, chunk: Sequence) -> tuple[object, list[str | None], list[tuple[str, str]]]:
+        """Load and preprocess one batch: (pixel values or None, paths, skipped (source, reason))."""
+        from vlm_course.images import ImageLoadError, load_image
+
+        batch, paths, skipped = [], [], []
+        for item in chunk:
+            if isinstance(item, Image.Image):
+                batch.append(item)
+                paths.append(None)
+                continue
+            try:
+                batch.append(load_image(item))
+            except ImageLoadError as exc:
+                skipped.append((str(item), str(exc)))
+                continue
+            paths.append(str(item))
+        return (self._pixels(batch) if batch else None), paths, skipped
 
     # ---- search --------------------------------------------------------------------------------
 
