@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -208,12 +209,13 @@ def bench(model: str | PretrainedConfig, *, seconds: float = 20.0, dtype: str | 
           device: str | None = None, batch: int = 8, prompt_tokens: int = 32, new_tokens: int = 32,
           image_size: tuple[int, int] = (480, 640), class_name: str | None = None,
           machine: Machine | None = None, max_iterations: int | None = None,
-          progress: bool = True) -> BenchResult:
+          progress: bool = True, announce: Callable[[str], None] | None = None) -> BenchResult:
     """Build ``model`` (a course hub id, a toy name, or a config) with random weights and time it.
 
     ``dtype`` defaults to the course's choice for the device (fp32 on CPU, bf16/fp16 on GPU).
     ``max_iterations`` caps the batches (encoders) or prompts (generators) on top of ``seconds``.
-    Raises ``BenchRefused`` before building anything when memory is short.
+    Raises ``BenchRefused`` before building anything when memory is short; ``announce`` is told
+    what is being built once the memory check passed.
     """
     config = config_of(model)
     dev = pick_device(device)
@@ -226,6 +228,8 @@ def bench(model: str | PretrainedConfig, *, seconds: float = 20.0, dtype: str | 
                   batch=batch if what == "encoder" else 1)
     check_fits(model, name, dev, class_name=class_name, machine=machine, **prompt)
     label = model if isinstance(model, str) else (getattr(config, "_name_or_path", "") or config.model_type)
+    if announce:
+        announce(f"building {label} with random weights in {name} on {dev} (large models take a while) ...")
     built = build_random(model, FLOAT_DTYPES[name], dev, class_name)
     result = BenchResult(model=label, kind=what, device=str(dev), dtype=name,
                          params=count_parameters(built).total, seconds=0.0)
