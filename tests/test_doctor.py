@@ -14,7 +14,7 @@ def test_doctor_reports_versions_device_memory_cache_and_profile(capsys, monkeyp
     code = main(["doctor"])
     out = capsys.readouterr().out
     for name in ("python", "torch", "transformers", "bitsandbytes", "device", "RAM", "free disk", "HF cache",
-                 "toy checkpoints", "profile"):
+                 "toy checkpoints", "profile", "lesson 01 (hub)", "lesson 05 (hub)"):
         assert f" {name} " in out or f" {name}\n" in out, name
     assert "cpu:" in out  # no GPU on the test machines
     assert code == 0 and "can run" in out

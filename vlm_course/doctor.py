@@ -124,16 +124,11 @@ def _check_toy_and_profile(report: Report) -> None:
 
 
 def _check_hub_lessons(report: Report, ram: int, gpu: int) -> None:
-    try:
-        from .sizes import lessons_runnable
-    except ImportError:
-        return
-    verdicts = lessons_runnable(ram, gpu)
-    for lesson, verdict in verdicts.items():
-        ok = verdict is True or (isinstance(verdict, tuple) and verdict[0])
-        why = verdict[1] if isinstance(verdict, tuple) else ""
-        report.add(f"lesson {lesson} (hub)", OK if ok else WARN, why or ("fits" if ok else "does not fit"),
-                   "" if ok else "use the toy profile for this lesson (VLM_COURSE_PROFILE=toy)")
+    from .sizes import lessons_runnable
+
+    for lesson, fit in lessons_runnable(ram, gpu).items():
+        report.add(f"lesson {lesson} (hub)", OK if fit.ok else WARN, fit.why,
+                   "" if fit.ok else "use the toy profile for this lesson (VLM_COURSE_PROFILE=toy)")
 
 
 def collect() -> Report:
