@@ -1,0 +1,347 @@
+"""Exercise 2 (multimodal chatbot): gradeable behaviour checks.
+
+Runs against ``solutions/chatbot.py`` by default; ``--submission exercises`` (or
+``VLM_COURSE_SUBMISSION``) tests a learner's file instead. The submission is reached only
+through the ``chatbot_cls`` fixture. Images are ShapesWorld scenes; the model is the toy LLaVA
+under the toy profile. Expected replies and prompt lengths come from an independent oracle that
+renders the whole conversation with the processor's chat template and generates greedily
+without any cache.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vlm_course import shapesworld as sw
+from vlm_course.profiles import ProfileError, resolve
+from vlm_course.toybuild.data import eval_scenes
+
+MODEL = "llava-hf/llava-1.5-7b-hf"
+N_SCENES = 6
+STAT_KEYS = (
+    "turn", "prompt_tokens", "reused_tokens", "tokens_prefilled", "new_tokens", "context_tokens",
+    "dropped_turns", "time_to_first_token_s", "total_s", "tokens_per_s",
+)
+CONVERSATION = (
+    "Describe this image.",
+    "How many shapes are there?",
+    "Is there a red circle?",
+    "how many triangles are there",
+    "What is shown in this image?",
+    "Is there a square?",
+)
+
+
+@pytest.fixture(scope="session")
+def chatbot_cls(submission):
+    """``MultimodalChatbot`` from the submission's ``chatbot.py``: the one way tests reach it."""
+    return submission.attribute("chatbot", "MultimodalChatbot")
+
+
+@pytest.fixture(scope="module")
+def scenes() -> list[sw.Scene]:
+    return eval_scenes(N_SCENES, offset=17)
+
+
+@pytest.fixture(scope="module")
+def images(scenes):
+    return [s.render() for s in scenes]
+
+
+class Oracle:
+    """Greedy replies computed straight from the model: the whole conversation rendered, no cache."""
+
+    def __init__(self) -> None:
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        try:
+            source = resolve(MODEL, verbose=False)
+        except ProfileError:
+            source = MODEL
+        self.processor = AutoProcessor.from_pretrained(source)
+        self.model = AutoModelForImageTextToText.from_pretrained(source).eval()
+
+    @staticmethod
+    def messages(turns, message: str) -> list[dict]:
+        out: list[dict] = []
+        for i, (q, a) in enumerate(turns):
+            out.append({"role": "user", "content": ([{"type": "image"}] if i == 0 else []) + [{"type": "text", "text": q}]})
+            out.append({"role": "assistant", "content": [{"type": "text", "text": a}]})
+        out.append({"role": "user", "content": ([] if turns else [{"type": "image"}]) + [{"type": "text", "text": message}]})
+        return out
+
+    def inputs(self, image, turns, message: str):
+        text = self.processor.apply_chat_template(self.messages(turns, message), add_generation_prompt=True)
+        return self.processor(images=[image], text=[text], return_tensors="pt")
+
+    def prompt_tokens(self, image, turns, message: str) -> int:
+        return int(self.inputs(image, turns, message)["input_ids"].shape[1])
+
+    def reply(self, image, turns, message: str, max_new_tokens: int = 64) -> str:
+        inputs = self.inputs(image, turns, message)
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        return self.processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+@pytest.fixture(scope="module")
+def oracle() -> Oracle:
+    return Oracle()
+
+
+@pytest.fixture(scope="module")
+def make_bot(chatbot_cls):
+    def make(**options):
+        return chatbot_cls(MODEL, **options)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def conversations(make_bot, images):
+    """The CONVERSATION about the first image, with and without cache reuse (built once, lazily)."""
+    done: dict[bool, tuple] = {}
+
+    def get(reuse: bool):
+        if reuse not in done:
+            bot = make_bot(reuse_cache=reuse)
+            bot.set_image(images[0])
+            replies = [bot.chat(q) for q in CONVERSATION]
+            done[reuse] = (replies, [dict(s) for s in bot.stats], bot.history)
+        return done[reuse]
+
+    return get
+
+
+def _stats(bot) -> dict:
+    stats = bot.last_stats
+    assert isinstance(stats, dict), f"last_stats must be a dict after a turn, got {type(stats).__name__}"
+    missing = [k for k in STAT_KEYS if k not in stats]
+    assert not missing, f"last_stats lacks the key(s) {missing}"
+    return stats
+
+
+def _right(scene: sw.Scene, question: str, reply: str) -> bool:
+    if sw.normalize_question(question) in {sw.normalize_question(p) for p in sw.DESCRIBE_PROMPTS}:
+        return reply == sw.describe_reply(scene)
+    return sw.find_answer_word(reply, sw.answer_kind(question)) == sw.answer(scene, question)
+
+
+# ---- one turn ------------------------------------------------------------------------------------
+
+
+@pytest.mark.points(2)
+def test_describes_shapesworld_scenes(make_bot, oracle, scenes, images):
+    bot = make_bot()
+    replies = []
+    for image in images:
+        bot.set_image(image)
+        reply = bot.chat("Describe this image.")
+        assert isinstance(reply, str), f"chat must return a str, got {type(reply).__name__}"
+        assert reply == oracle.reply(image, [], "Describe this image."), (
+            "the reply differs from the model's own greedy reply to the chat-template prompt: check the "
+            "messages (image in the first user message), add_generation_prompt=True and greedy decoding"
+        )
+        replies.append(reply)
+    right = [r == sw.describe_reply(s) for r, s in zip(replies, scenes)]
+    assert sum(right) >= N_SCENES - 1, f"descriptions {replies} vs expected {[sw.describe_reply(s) for s in scenes]}"
+
+
+@pytest.mark.points(2)
+def test_answers_count_and_colour_questions(make_bot, oracle, scenes, images):
+    bot = make_bot()
+    asked, right = [], []
+    for scene, image in zip(scenes, images):
+        bot.set_image(image)
+        shape = next(o.shape for o in scene.objects if sum(p.shape == o.shape for p in scene.objects) == 1)
+        for question in ("How many shapes are there?", f"What color is the {shape}?"):
+            bot.clear_history()
+            reply = bot.chat(question)
+            assert reply == oracle.reply(image, [], question), f"{question!r}: reply differs from the model's own greedy reply"
+            asked.append((question, reply, sw.answer(scene, question)))
+            right.append(_right(scene, question, reply))
+    assert sum(right) >= len(right) - 1, f"(question, reply, answer): {asked}"
+
+
+# ---- the conversation ------------------------------------------------------------------------------
+
+
+@pytest.mark.points(2)
+def test_history_is_kept_turn_two_sees_turn_one(make_bot, oracle, images):
+    bot = make_bot()
+    bot.set_image(images[1])
+    q1, q2 = "Describe this image.", "How many shapes are there?"
+    a1 = bot.chat(q1)
+    first = dict(_stats(bot))
+    a2 = bot.chat(q2)
+    second = _stats(bot)
+    assert list(bot.history) == [(q1, a1), (q2, a2)], f"history must list (message, reply) tuples, got {bot.history!r}"
+    assert first["prompt_tokens"] == oracle.prompt_tokens(images[1], [], q1), (
+        "turn 1's prompt_tokens must count every token of the prompt, the image tokens included"
+    )
+    want = oracle.prompt_tokens(images[1], [(q1, a1)], q2)
+    assert second["prompt_tokens"] == want, (
+        f"turn 2's prompt must hold turn 1 and the new message ({want} tokens), got {second['prompt_tokens']}"
+    )
+    assert a2 == oracle.reply(images[1], [(q1, a1)], q2), "turn 2's reply differs from the model's reply to the whole conversation"
+
+
+@pytest.mark.points(1)
+def test_clear_history_keeps_the_image_and_forgets_the_turns(make_bot, oracle, scenes, images):
+    bot = make_bot()
+    bot.set_image(images[2])
+    bot.chat("Is there a red circle?")
+    bot.chat("How many shapes are there?")
+    bot.clear_history()
+    assert list(bot.history) == [], "clear_history must empty the history"
+    reply = bot.chat("Describe this image.")
+    stats = _stats(bot)
+    assert reply == oracle.reply(images[2], [], "Describe this image."), "after clear_history the image must still be there"
+    assert stats["prompt_tokens"] == oracle.prompt_tokens(images[2], [], "Describe this image."), (
+        "after clear_history the prompt must hold only the image and the new message"
+    )
+    assert stats["reused_tokens"] == 0, "clear_history must drop the key/value cache"
+    assert list(bot.history) == [("Describe this image.", reply)]
+
+
+@pytest.mark.points(1)
+def test_set_image_starts_a_new_conversation(make_bot, oracle, scenes, images, tmp_path):
+    bot = make_bot()
+    bot.set_image(images[3])
+    bot.chat("Describe this image.")
+    path = tmp_path / "next.png"
+    images[4].save(path)
+    bot.set_image(str(path))  # a path works as well as a PIL image
+    assert list(bot.history) == [], "set_image must start a new conversation (empty history)"
+    reply = bot.chat("Describe this image.")
+    stats = _stats(bot)
+    assert reply == oracle.reply(images[4], [], "Describe this image."), "the reply must be about the new image"
+    assert stats["reused_tokens"] == 0, "set_image must drop the key/value cache"
+    assert stats["turn"] == 1, "statistics start again with a new image"
+
+
+# ---- key/value cache reuse (challenge) --------------------------------------------------------------
+
+
+@pytest.mark.points(3)
+def test_greedy_replies_are_identical_with_and_without_cache_reuse(conversations, oracle, images):
+    with_reuse, _, history = conversations(True)
+    without, _, _ = conversations(False)
+    assert with_reuse == without, f"with reuse: {with_reuse}\nwithout: {without}"
+    turns: list[tuple[str, str]] = []
+    for question, reply in zip(CONVERSATION, with_reuse):
+        assert reply == oracle.reply(images[0], turns, question), f"turn {len(turns) + 1} ({question!r}) differs from the oracle"
+        turns.append((question, reply))
+    assert list(history) == turns
+
+
+@pytest.mark.points(3)
+def test_each_turn_prefills_only_its_new_tokens(conversations):
+    _, stats, _ = conversations(True)
+    _, plain, _ = conversations(False)
+    for s in stats + plain:
+        assert s["tokens_prefilled"] + s["reused_tokens"] == s["prompt_tokens"], f"prefilled + reused != prompt: {s}"
+    for s in plain:
+        assert s["reused_tokens"] == 0 and s["tokens_prefilled"] == s["prompt_tokens"], f"reuse_cache=False: {s}"
+    assert stats[0]["reused_tokens"] == 0
+    for before, now in zip(stats, stats[1:]):
+        # the cache holds the previous prompt and every reply token but the last one (never fed back)
+        new = now["prompt_tokens"] - (before["prompt_tokens"] + before["new_tokens"] - 1)
+        assert now["tokens_prefilled"] <= new, (
+            f"turn {now['turn']} prefilled {now['tokens_prefilled']} tokens, but only {new} are new: reuse the "
+            f"key/value cache of the previous turns (reused {now['reused_tokens']} of {now['prompt_tokens']})"
+        )
+        assert now["reused_tokens"] >= before["prompt_tokens"], f"turn {now['turn']} must reuse the whole previous prompt"
+
+
+# ---- context limit ---------------------------------------------------------------------------------
+
+
+@pytest.mark.points(2)
+def test_thirty_turns_stay_within_the_context(make_bot, scenes, images):
+    limit = 160
+    bot = make_bot(max_context=limit, max_new_tokens=16)
+    bot.set_image(images[5])
+    scene = scenes[5]
+    cycle = ["How many shapes are there?", "Is there a red circle?", "Is there a square?", "how many circles are there"]
+    right = []
+    for i in range(29):
+        question = cycle[i % len(cycle)]
+        reply = bot.chat(question)
+        right.append(_right(scene, question, reply))
+        stats = _stats(bot)
+        assert stats["context_tokens"] <= limit, f"turn {i + 1} used {stats['context_tokens']} tokens > max_context={limit}"
+    reply = bot.chat("Describe this image.")
+    assert _stats(bot)["context_tokens"] <= limit
+    assert len(bot.history) == 30, "history lists every turn, also those dropped from the prompt"
+    assert sum(s["dropped_turns"] for s in bot.stats) > 0, "30 turns cannot fit in 160 tokens: old turns must be dropped"
+    assert reply == sw.describe_reply(scene), f"the image must stay in the prompt; turn 30 replied {reply!r}"
+    assert sum(right) >= 26, f"answers stopped being right as the conversation grew: {right}"
+
+
+# ---- options, statistics and errors ----------------------------------------------------------------
+
+
+@pytest.mark.points(1)
+def test_generation_options(make_bot, oracle, images):
+    bot = make_bot()
+    bot.set_image(images[0])
+    full = oracle.reply(images[0], [], "Describe this image.")
+    short = bot.chat("Describe this image.", max_new_tokens=2)
+    assert _stats(bot)["new_tokens"] <= 2, "max_new_tokens=2 must stop after 2 tokens"
+    assert full.startswith(short) and len(short) < len(full), f"{short!r} should be the start of {full!r}"
+    torch.manual_seed(0)
+    sampled = []
+    for _ in range(4):
+        bot.clear_history()
+        sampled.append(bot.chat("Describe this image.", do_sample=True, temperature=5.0, max_new_tokens=8))
+    assert any(s != full[: len(s)] for s in sampled), f"do_sample=True with temperature=5 should not be greedy: {sampled}"
+
+
+@pytest.mark.points(1)
+def test_turn_statistics_are_consistent(conversations):
+    _, stats, _ = conversations(True)
+    for i, s in enumerate(stats, start=1):
+        assert s["turn"] == i
+        for key in ("prompt_tokens", "reused_tokens", "tokens_prefilled", "new_tokens", "context_tokens", "dropped_turns"):
+            assert isinstance(s[key], int) and not isinstance(s[key], bool) and s[key] >= 0, f"{key} must be an int >= 0: {s}"
+        assert s["context_tokens"] == s["prompt_tokens"] + s["new_tokens"]
+        assert 0 < s["time_to_first_token_s"] <= s["total_s"], f"time to first token must lie within the turn: {s}"
+        assert s["tokens_per_s"] == pytest.approx(s["new_tokens"] / s["total_s"], rel=1e-6)
+
+
+@pytest.mark.points(1)
+def test_chat_before_set_image_is_a_clear_error(make_bot):
+    bot = make_bot()
+    with pytest.raises(RuntimeError, match="set_image"):
+        bot.chat("Describe this image.")
+
+
+@pytest.mark.points(1)
+def test_unreadable_image_is_a_clear_error(make_bot, tmp_path):
+    bot = make_bot()
+    missing = tmp_path / "no_such_image.png"
+    with pytest.raises(ValueError, match="no_such_image.png"):
+        bot.set_image(str(missing))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"this is not a png")
+    with pytest.raises(ValueError, match="broken.png"):
+        bot.set_image(str(broken))
+
+
+@pytest.mark.points(1)
+def test_bad_messages_and_options_are_rejected(make_bot, images):
+    bot = make_bot()
+    bot.set_image(images[0])
+    for bad in (None, 42, ["Describe this image."]):
+        with pytest.raises(TypeError):
+            bot.chat(bad)
+    for empty in ("", "   \n"):
+        with pytest.raises(ValueError):
+            bot.chat(empty)
+    with pytest.raises(ValueError):
+        bot.chat("Describe this image.", max_new_tokens=0)
+    with pytest.raises(ValueError):
+        bot.chat("Describe this image.", do_sample=True, temperature=0.0)
+    assert list(bot.history) == [], "rejected messages must not enter the history"
