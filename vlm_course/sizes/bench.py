@@ -149,7 +149,7 @@ def _progress(seconds: float, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=round(seconds, 1), desc=desc, unit="s", disable=not enabled,
-                bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s {postfix}")
+                bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s{postfix}")
 
 
 def _advance(bar, start: float, seconds: float) -> None:

@@ -38,7 +38,8 @@ _ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "b
             "8bit": "int8", "llm_int8": "int8"}
 NF4_BLOCKSIZE = 64
 # Meta models are built once in this dtype; tensors found in it follow the requested dtype, all
-# others (fp32 RoPE frequencies, int64 ids) were created with a fixed dtype and keep it.
+# others (fp32 RoPE frequencies, int64 ids) were created with a fixed dtype and keep it. A model
+# passed in ready-built is read the same way with its own dtype (exact when that is not fp32).
 _PROBE_DTYPE = torch.float16
 
 
@@ -130,6 +131,7 @@ def weight_memory(model: str | PretrainedConfig | PreTrainedModel, dtype: str | 
     fp32_re = _fp32_patterns(built, base)
     quantized = quantized_linears(built) if quant else {}
 
+    probe = built.dtype  # tensors in the build dtype follow the requested dtype; others keep theirs
     footprint = quant_state = quantized_params = 0
     kept = dict.fromkeys(PARTS, 0)
     for name, p in built.named_parameters():
@@ -146,18 +148,19 @@ def weight_memory(model: str | PretrainedConfig | PreTrainedModel, dtype: str | 
                 quant_state += 4 * p.shape[0]  # one fp32 scale (SCB) per output row
             continue
         kept[part_of(name)] += n
-        footprint += n * _element_size(p.dtype, base, fp32_re is not None and fp32_re.search(name) is not None)
+        keep_fp32 = fp32_re is not None and fp32_re.search(name) is not None
+        footprint += n * _element_size(p.dtype, probe, base, keep_fp32)
     for _, b in built.named_buffers():
-        footprint += b.numel() * _element_size(b.dtype, base, False)
+        footprint += b.numel() * _element_size(b.dtype, probe, base, False)
     return WeightMemory(dtype=dtype, base_dtype=base_name, footprint=footprint, quant_state=quant_state,
                         quantized_params=quantized_params, kept_params=kept,
                         skipped_modules=tuple(skipped_modules(built)) if quant else ())
 
 
-def _element_size(actual: torch.dtype, base: torch.dtype, keep_fp32: bool) -> int:
+def _element_size(actual: torch.dtype, probe: torch.dtype, base: torch.dtype, keep_fp32: bool) -> int:
     if keep_fp32:
         return 4
-    if actual == _PROBE_DTYPE:  # created in the default dtype -> follows the requested one
+    if actual == probe:  # created in the default dtype -> follows the requested one
         return torch.empty((), dtype=base).element_size()
     return torch.empty((), dtype=actual).element_size()
 
