@@ -15,7 +15,10 @@ to meet it. Every method raises NotImplementedError until you write it.
 from __future__ import annotations
 
 import os
+import warnings  # noqa: F401 - for the TODOs below
 
+import numpy as np  # noqa: F401 - for the TODOs below
+import torch  # noqa: F401 - for the TODOs below
 from PIL import Image
 
 from vlm_course.device import pick_device

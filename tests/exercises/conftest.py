@@ -103,7 +103,7 @@ def image_search_cls(submission: Submission):
 @pytest.fixture(scope="session")
 def clip_model_name() -> str:
     """The checkpoint the image-search tests use (its toy stand-in under the toy profile)."""
-    return os.environ.get("VLM_COURSE_TEST_CLIP", DEFAULT_CLIP)
+    return DEFAULT_CLIP
 
 
 # ---- points -----------------------------------------------------------------------------------
