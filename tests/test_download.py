@@ -1,0 +1,155 @@
+"""vlm-course download: the manifest agrees with the course registry and the size specs; sizes are
+shown first; offline or unreachable hubs fail fast; snapshot_download gets the pinned revision and
+the allow-patterns. No network: the hub client is replaced by fakes."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import huggingface_hub
+import pytest
+
+from vlm_course import cli, profiles
+from vlm_course.profiles import REGISTRY
+from vlm_course.sizes import download as dl
+from vlm_course.sizes.count import meta_model
+from vlm_course.sizes.download import DownloadError, download, load_manifest, select
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    """Records snapshot_download calls instead of downloading."""
+    calls: list[dict] = []
+
+    def snapshot_download(repo_id, **kwargs):
+        calls.append({"repo_id": repo_id, **kwargs})
+        return f"/cache/{repo_id}"
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    return calls
+
+
+@pytest.fixture
+def online(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(profiles, "hub_reachable", lambda timeout=profiles.HUB_TIMEOUT_S: True)
+    monkeypatch.setattr(dl, "is_cached", lambda entry: False)
+
+
+def test_manifest_matches_registry_lessons():
+    manifest = {m.hub_id: m for m in load_manifest()}
+    assert set(manifest) == set(REGISTRY)
+    for hub_id, entry in REGISTRY.items():
+        assert manifest[hub_id].lessons == entry.lessons
+        assert manifest[hub_id].revision is None or len(manifest[hub_id].revision) == 40
+
+
+@pytest.mark.parametrize("entry", load_manifest(), ids=lambda e: e.hub_id)
+def test_manifest_sizes_match_the_stored_weights(entry):
+    # Stored tensors (tied ones saved twice, as the hub files hold them) in the stored dtype.
+    model = meta_model(entry.hub_id)
+    stored = sum(p.numel() for _, p in model.named_parameters(remove_duplicate=False))
+    weight_bytes = stored * {"float32": 4, "float16": 2, "bfloat16": 2}[entry.stored_dtype]
+    assert weight_bytes <= entry.download_bytes < weight_bytes * 1.01
+
+
+def test_manifest_keeps_out_duplicate_framework_weights():
+    import fnmatch
+
+    def allowed(name: str, patterns: tuple[str, ...]) -> bool:
+        return any(fnmatch.fnmatch(name, p) for p in patterns)
+
+    for entry in load_manifest():
+        p = entry.allow_patterns
+        assert allowed("model.safetensors", p) and allowed("config.json", p) and allowed("tokenizer.json", p)
+        assert not any(allowed(f, p) for f in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack"))
+
+
+def test_select_by_lesson_and_all():
+    manifest = load_manifest()
+    assert [e.hub_id for e in select(manifest, 5)] == [
+        "llava-hf/llava-1.5-7b-hf", "llava-hf/llava-v1.6-mistral-7b-hf", "llava-hf/llama3-llava-next-8b-hf"]
+    assert select(manifest, "03") == select(manifest, "3")
+    assert len(select(manifest, everything=True)) == len(manifest)
+    with pytest.raises(DownloadError, match="lesson 07 loads no hub checkpoint; lessons with checkpoints: 01"):
+        select(manifest, 7)
+
+
+def test_offline_fails_fast_after_showing_sizes(monkeypatch, fake_hub, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(dl, "is_cached", lambda entry: False)
+    start = time.perf_counter()
+    assert cli.main(["download", "--lesson", "3"]) == 1
+    assert time.perf_counter() - start < 5
+    captured = capsys.readouterr()
+    assert "Salesforce/blip-image-captioning-base     991 MB" in captured.out  # the plan comes first
+    assert "to download: 2.5 GB" in captured.out
+    assert "HF_HUB_OFFLINE=1 is set" in captured.err and "Salesforce/blip-vqa-base" in captured.err
+    assert fake_hub == []
+
+
+def test_unreachable_hub_fails_fast(monkeypatch, fake_hub):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(profiles, "hub_reachable", lambda timeout=profiles.HUB_TIMEOUT_S: False)
+    monkeypatch.setattr(dl, "is_cached", lambda entry: False)
+    with pytest.raises(DownloadError, match="did not answer within 2 s.*VLM_COURSE_PROFILE=toy"):
+        download(select(load_manifest(), 2), out=lambda line: None)
+    assert fake_hub == []
+
+
+def test_dry_run_downloads_nothing(online, fake_hub, capsys):
+    assert cli.main(["download", "--all", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"llava-hf/llama3-llava-next-8b-hf +16.7 GB +05 +main +to download", out)
+    assert "to download: 67.1 GB" in out
+    assert fake_hub == []
+
+
+def test_download_passes_revision_and_patterns(online, fake_hub, monkeypatch, tmp_path):
+    manifest = tmp_path / "models.json"
+    data = json.loads(dl.MANIFEST_PATH.read_text())
+    data["models"][0]["revision"] = "a" * 40
+    manifest.write_text(json.dumps(data))
+    entries = select(load_manifest(manifest), 1)
+    lines: list[str] = []
+    folders = download(entries, out=lines.append)
+    assert folders == ["/cache/openai/clip-vit-base-patch32", "/cache/openai/clip-vit-large-patch14"]
+    assert fake_hub[0]["revision"] == "a" * 40 and fake_hub[1]["revision"] is None
+    assert "*.safetensors" in fake_hub[0]["allow_patterns"]
+    assert lines[0].startswith("checkpoint") and lines[-1] == "fetching openai/clip-vit-large-patch14 (1.7 GB)"
+
+
+def test_everything_cached_succeeds_offline(monkeypatch, fake_hub):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(dl, "is_cached", lambda entry: True)
+    lines: list[str] = []
+    folders = download(select(load_manifest(), 2), out=lines.append)
+    assert folders == ["/cache/google/siglip-base-patch16-224"]
+    assert fake_hub[0]["local_files_only"] is True
+    assert "everything is already cached; nothing to download" in lines
+
+
+def test_too_little_disk_is_refused(online, fake_hub, monkeypatch):
+    monkeypatch.setattr(dl, "free_disk", lambda path: 10**9)
+    with pytest.raises(DownloadError, match=r"need 46\.0 GB but .* has 1\.0 GB free.*HF_HOME"):
+        download(select(load_manifest(), 5), out=lambda line: None)
+    assert fake_hub == []
+
+
+def test_failed_download_says_how_to_resume(online, monkeypatch):
+    def broken(repo_id, **kwargs):
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", broken)
+    with pytest.raises(DownloadError, match="downloading google/siglip-base-patch16-224 failed: OSError: connection reset.*again"):
+        download(select(load_manifest(), 2), out=lambda line: None)
+
+
+def test_download_requires_a_choice(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["download"])
+    assert "one of the arguments --lesson --all is required" in capsys.readouterr().err
