@@ -111,7 +111,9 @@ def lessons_runnable(ram_bytes: int, gpu_bytes: int | None = None, *, cpu_dtype:
             continue
         nf4 = memory_needed(cpu.model, "nf4")
         gpu_part = f", {gib(memory_needed(cpu.model, gpu_dtype).total)} GPU in {gpu_dtype} (have {gib(gpu_bytes)})" if gpu_bytes else ""
-        result[lesson] = LessonFit(False, f"{cpu.model} needs {gib(cpu.total)} RAM in {cpu_dtype} (have {gib(ram_bytes)})"
-                                   f"{gpu_part}; 4-bit NF4 needs {gib(nf4.total)}. Use the toy profile "
-                                   f"(VLM_COURSE_PROFILE=toy) or a bigger machine")
+        room = max(ram_bytes, gpu_bytes or 0)
+        nf4_part = (f"4-bit NF4 would fit ({gib(nf4.total)})" if nf4.total <= room
+                    else f"even 4-bit NF4 needs {gib(nf4.total)}")
+        result[lesson] = LessonFit(False, f"{cpu.model} needs {gib(cpu.total)} RAM in {cpu_dtype} "
+                                   f"(have {gib(ram_bytes)}){gpu_part}; {nf4_part}")
     return result
