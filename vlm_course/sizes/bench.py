@@ -3,7 +3,9 @@
 Encoders (CLIP, SigLIP) report images per second through ``get_image_features``. Generators
 (BLIP, BLIP-2, LLaVA) report time to first token (vision encoder + prefill) and tokens per second
 while decoding, from ``generate`` with a timing streamer. Random weights give meaningless text but
-the same amount of work per token as the real checkpoint. Every run is bounded by ``seconds``.
+the same amount of work per token as the real checkpoint. Measuring stops once ``seconds`` have
+passed (``generate(max_time=...)`` ends a run after the token in progress; a single prefill that
+takes longer than ``seconds`` still finishes). Building and one warm-up run are not counted.
 """
 
 from __future__ import annotations
