@@ -16,6 +16,16 @@ _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Defined here (not only in tests/exercises/conftest.py) so `pytest tests --submission DIR` works.
+    parser.addoption(
+        "--submission",
+        metavar="DIR",
+        default=None,
+        help="folder holding the exercise files to test (default: $VLM_COURSE_SUBMISSION, else solutions/)",
+    )
+
+
 class NetworkBlockedError(OSError):
     """A test tried to reach a host other than this machine."""
 
