@@ -8,8 +8,6 @@ import io
 import sys
 from pathlib import Path
 
-import pytest
-
 from vlm_course import shapesworld as sw
 from vlm_course.chat_ui import ChatUI, history_html, stats_line, uploaded_files
 from vlm_course.images import load_image

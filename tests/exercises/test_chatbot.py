@@ -10,10 +10,13 @@ without any cache.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
 from vlm_course import shapesworld as sw
+from vlm_course.images import load_image
 from vlm_course.profiles import ProfileError, resolve
 from vlm_course.toybuild.data import eval_scenes
 
@@ -45,8 +48,19 @@ def scenes() -> list[sw.Scene]:
 
 
 @pytest.fixture(scope="module")
-def images(scenes):
-    return [s.render() for s in scenes]
+def images(scenes, tmp_path_factory) -> list[str]:
+    """The scenes as PNG files: tests hand the chatbot paths (plain strings), never Python objects."""
+    folder = tmp_path_factory.mktemp("chatbot_scenes")
+    paths = []
+    for i, scene in enumerate(scenes):
+        path = folder / f"scene_{i}.png"
+        scene.render().save(path)
+        paths.append(str(path))
+    return paths
+
+
+def _history(bot) -> list[tuple[str, str]]:
+    return [tuple(turn) for turn in bot.history]
 
 
 class Oracle:
@@ -73,7 +87,7 @@ class Oracle:
 
     def inputs(self, image, turns, message: str):
         text = self.processor.apply_chat_template(self.messages(turns, message), add_generation_prompt=True)
-        return self.processor(images=[image], text=[text], return_tensors="pt")
+        return self.processor(images=[load_image(image)], text=[text], return_tensors="pt")
 
     def prompt_tokens(self, image, turns, message: str) -> int:
         return int(self.inputs(image, turns, message)["input_ids"].shape[1])
@@ -108,7 +122,7 @@ def conversations(make_bot, images):
             bot = make_bot(reuse_cache=reuse)
             bot.set_image(images[0])
             replies = [bot.chat(q) for q in CONVERSATION]
-            done[reuse] = (replies, [dict(s) for s in bot.stats], bot.history)
+            done[reuse] = (replies, [dict(s) for s in bot.stats], _history(bot))
         return done[reuse]
 
     return get
@@ -144,7 +158,7 @@ def test_describes_shapesworld_scenes(make_bot, oracle, scenes, images):
             "messages (image in the first user message), add_generation_prompt=True and greedy decoding"
         )
         replies.append(reply)
-    right = [r == sw.describe_reply(s) for r, s in zip(replies, scenes)]
+    right = [r == sw.describe_reply(s) for r, s in zip(replies, scenes, strict=True)]
     assert sum(right) >= N_SCENES - 1, f"descriptions {replies} vs expected {[sw.describe_reply(s) for s in scenes]}"
 
 
@@ -152,7 +166,7 @@ def test_describes_shapesworld_scenes(make_bot, oracle, scenes, images):
 def test_answers_count_and_colour_questions(make_bot, oracle, scenes, images):
     bot = make_bot()
     asked, right = [], []
-    for scene, image in zip(scenes, images):
+    for scene, image in zip(scenes, images, strict=True):
         bot.set_image(image)
         unique = [o.shape for o in scene.objects if sum(p.shape == o.shape for p in scene.objects) == 1]
         second = f"What color is the {unique[0]}?" if unique else f"How many {scene.objects[0].shape}s are there?"
@@ -177,7 +191,7 @@ def test_history_is_kept_turn_two_sees_turn_one(make_bot, oracle, images):
     first = dict(_stats(bot))
     a2 = bot.chat(q2)
     second = _stats(bot)
-    assert list(bot.history) == [(q1, a1), (q2, a2)], f"history must list (message, reply) tuples, got {bot.history!r}"
+    assert _history(bot) == [(q1, a1), (q2, a2)], f"history must list (message, reply) tuples, got {bot.history!r}"
     assert first["prompt_tokens"] == oracle.prompt_tokens(images[1], [], q1), (
         "turn 1's prompt_tokens must count every token of the prompt, the image tokens included"
     )
@@ -195,7 +209,7 @@ def test_clear_history_keeps_the_image_and_forgets_the_turns(make_bot, oracle, s
     bot.chat("Is there a red circle?")
     bot.chat("How many shapes are there?")
     bot.clear_history()
-    assert list(bot.history) == [], "clear_history must empty the history"
+    assert _history(bot) == [], "clear_history must empty the history"
     reply = bot.chat("Describe this image.")
     stats = _stats(bot)
     assert reply == oracle.reply(images[2], [], "Describe this image."), "after clear_history the image must still be there"
@@ -203,18 +217,16 @@ def test_clear_history_keeps_the_image_and_forgets_the_turns(make_bot, oracle, s
         "after clear_history the prompt must hold only the image and the new message"
     )
     assert stats["reused_tokens"] == 0, "clear_history must drop the key/value cache"
-    assert list(bot.history) == [("Describe this image.", reply)]
+    assert _history(bot) == [("Describe this image.", reply)]
 
 
 @pytest.mark.points(1)
-def test_set_image_starts_a_new_conversation(make_bot, oracle, scenes, images, tmp_path):
+def test_set_image_starts_a_new_conversation(make_bot, oracle, scenes, images):
     bot = make_bot()
     bot.set_image(images[3])
     bot.chat("Describe this image.")
-    path = tmp_path / "next.png"
-    images[4].save(path)
-    bot.set_image(str(path))  # a path works as well as a PIL image
-    assert list(bot.history) == [], "set_image must start a new conversation (empty history)"
+    bot.set_image(images[4])
+    assert _history(bot) == [], "set_image must start a new conversation (empty history)"
     reply = bot.chat("Describe this image.")
     stats = _stats(bot)
     assert reply == oracle.reply(images[4], [], "Describe this image."), "the reply must be about the new image"
@@ -231,7 +243,7 @@ def test_greedy_replies_are_identical_with_and_without_cache_reuse(conversations
     without, _, _ = conversations(False)
     assert with_reuse == without, f"with reuse: {with_reuse}\nwithout: {without}"
     turns: list[tuple[str, str]] = []
-    for question, reply in zip(CONVERSATION, with_reuse):
+    for question, reply in zip(CONVERSATION, with_reuse, strict=True):
         assert reply == oracle.reply(images[0], turns, question), f"turn {len(turns) + 1} ({question!r}) differs from the oracle"
         turns.append((question, reply))
     assert list(history) == turns
@@ -246,7 +258,7 @@ def test_each_turn_prefills_only_its_new_tokens(conversations):
     for s in plain:
         assert s["reused_tokens"] == 0 and s["tokens_prefilled"] == s["prompt_tokens"], f"reuse_cache=False: {s}"
     assert stats[0]["reused_tokens"] == 0
-    for before, now in zip(stats, stats[1:]):
+    for before, now in itertools.pairwise(stats):
         # the cache holds the previous prompt and every reply token but the last one (never fed back)
         new = now["prompt_tokens"] - (before["prompt_tokens"] + before["new_tokens"] - 1)
         assert now["tokens_prefilled"] <= new, (
@@ -345,4 +357,4 @@ def test_bad_messages_and_options_are_rejected(make_bot, images):
         bot.chat("Describe this image.", max_new_tokens=0)
     with pytest.raises(ValueError):
         bot.chat("Describe this image.", do_sample=True, temperature=0.0)
-    assert list(bot.history) == [], "rejected messages must not enter the history"
+    assert _history(bot) == [], "rejected messages must not enter the history"

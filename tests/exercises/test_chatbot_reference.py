@@ -95,7 +95,7 @@ def test_reuse_gives_the_same_greedy_replies_and_prefills_less(ref, tiny, image,
         results[reuse] = ([bot.chat(q) for q in QUESTIONS], bot.stats)
     assert results[True][0] == results[False][0]
     reuse_stats, plain_stats = results[True][1], results[False][1]
-    for before, now, plain in zip(reuse_stats, reuse_stats[1:], plain_stats[1:]):
+    for before, now, plain in zip(reuse_stats, reuse_stats[1:], plain_stats[1:], strict=False):
         assert now["reused_tokens"] >= before["prompt_tokens"], "at least the previous prompt comes from the cache"
         # random weights may reply with tokens the tokenizer would split differently: those are prefilled again
         assert now["tokens_prefilled"] <= now["prompt_tokens"] - before["prompt_tokens"]
