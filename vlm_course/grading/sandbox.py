@@ -1,0 +1,436 @@
+"""Start a grading worker in a sandbox, and kill it with everything it started.
+
+Two ways, chosen by ``mode``:
+
+``namespace`` (root with ``unshare`` and ``setpriv``, e.g. Linux CI): new network, mount and PID
+namespaces. Inside, a root ``sh`` covers the folders the worker must not see (the repository, the
+tests, the output, the submissions, ``/tmp``, home folders...) with empty tmpfs mounts, binds back
+read-only only what Python needs (the interpreter, site-packages, the ``vlm_course`` package) and
+read-write only the worker's own folders, then starts the worker as an unprivileged uid with no
+capabilities (``setpriv``) and waits for it. That ``sh`` is PID 1 of the namespace: when the worker
+ends or the grader kills it, every process the worker left behind dies with it.
+
+``process`` (the fallback: no root, no ``unshare``, macOS): a plain child process in its own
+session with the same resource limits; the grader becomes a child subreaper so that daemons the
+worker detaches are found and killed. It does not hide files or block the network.
+
+``auto`` picks ``namespace`` where it works, else ``process``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import json
+import os
+import shlex
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import vlm_course
+
+MODES = ("auto", "namespace", "process")
+PACKAGE_DIR = Path(vlm_course.__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent
+BASE_UID = 61000  # sandbox uids: BASE_UID + job slot (a uid of its own per parallel job)
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
+
+
+class SandboxUnavailable(RuntimeError):
+    """The requested sandbox mode cannot run on this machine; the message says why."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one worker process (and, for processes, of its uid)."""
+
+    cpu_s: int = 1200
+    memory_mb: int = 4096
+    nproc: int = 64
+    fsize_mb: int = 64
+    output_kb: int = 64
+    threads: int = 1
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SandboxSpec:
+    """Where and as whom one worker runs."""
+
+    work_dir: Path  # the worker's current folder (read-write): the submission's allowed files
+    shared_dirs: list[Path] = field(default_factory=list)  # read-write, same path on both sides
+    hidden: list[Path] = field(default_factory=list)  # also hide these (tests, output, submissions)
+    uid: int = BASE_UID
+    mode: str = "auto"
+    limits: Limits = field(default_factory=Limits)
+
+
+# ---- what this machine allows ---------------------------------------------------------------------
+
+
+@functools.cache
+def namespace_support() -> tuple[bool, str]:
+    """(True, "") where namespaces work here, else (False, why not)."""
+    if not sys.platform.startswith("linux"):
+        return False, f"namespaces need Linux (this is {sys.platform})"
+    if os.geteuid() != 0:
+        return False, "namespaces need root (the grader runs as an unprivileged user)"
+    for tool in ("unshare", "setpriv", "sh", "mount"):
+        if shutil.which(tool) is None:
+            return False, f"{tool} is not installed"
+    try:
+        probe = subprocess.run(
+            ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "sh", "-c",
+             "mount -t tmpfs -o size=4k vlm-probe /mnt 2>/dev/null || mount -t tmpfs -o size=4k vlm-probe /tmp"],
+            capture_output=True, timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"unshare failed: {exc}"
+    if probe.returncode != 0:
+        return False, f"unshare failed: {probe.stderr.decode(errors='replace').strip()[:200]}"
+    return True, ""
+
+
+def resolve_mode(mode: str) -> str:
+    """``namespace`` or ``process`` for the requested ``mode`` (SandboxUnavailable if it cannot run)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown sandbox mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode == "process":
+        return mode
+    ok, why = namespace_support()
+    if ok:
+        return "namespace"
+    if mode == "namespace":
+        raise SandboxUnavailable(f"the namespace sandbox cannot run here: {why}. Use --sandbox process (weaker).")
+    return "process"
+
+
+def worker_command(config: dict) -> list[str]:
+    """The worker's argv: this interpreter in isolated mode, no bytecode written."""
+    return [sys.executable, "-I", "-B", "-m", "vlm_course.grading.worker", json.dumps(config)]
+
+
+def worker_env(spec: SandboxSpec, mode: str) -> dict[str, str]:
+    """A scrubbed environment: nothing of the grader's (no tokens, no proxies), offline, toy profile."""
+    work = str(spec.work_dir)
+    tmp = "/tmp" if mode == "namespace" else str(spec.work_dir / ".tmp")
+    threads = str(max(1, spec.limits.threads))
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": work,
+        "TMPDIR": tmp,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HOME": str(spec.work_dir / ".cache" / "huggingface"),
+        "XDG_CACHE_HOME": str(spec.work_dir / ".cache"),
+        "MPLCONFIGDIR": str(spec.work_dir / ".cache" / "matplotlib"),
+        "TORCH_HOME": str(spec.work_dir / ".cache" / "torch"),
+        "VLM_COURSE_PROFILE": "toy",
+        "VLM_COURSE_DEVICE": "cpu",
+        "CUDA_VISIBLE_DEVICES": "",
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "OPENBLAS_NUM_THREADS": threads,
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONUNBUFFERED": "1",
+        "TQDM_DISABLE": "1",
+    }
+
+
+# ---- the mount plan (namespace mode) --------------------------------------------------------------
+
+
+def _real(p: str | os.PathLike) -> Path:
+    return Path(os.path.realpath(p))
+
+
+def _under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _outermost(paths: Iterable[Path]) -> list[Path]:
+    unique = sorted(set(paths), key=lambda p: (len(p.parts), str(p)))
+    out: list[Path] = []
+    for p in unique:
+        if not any(_under(p, q) for q in out):
+            out.append(p)
+    return out
+
+
+def _closed_ancestors(path: Path) -> list[Path]:
+    """Ancestors of ``path`` that other users cannot enter (like ``/root``, mode 0700)."""
+    out = []
+    for parent in reversed(path.parents):
+        try:
+            mode = parent.stat().st_mode
+        except OSError:
+            continue
+        if not mode & stat.S_IXOTH:
+            out.append(parent)
+    return out
+
+
+@functools.cache
+def _python_paths() -> tuple[Path, ...]:
+    """Folders the worker's interpreter needs: prefixes and its clean sys.path (no current folder)."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, str(Path(os.path.realpath(sys.executable)).parent.parent)}
+    try:
+        out = subprocess.run([sys.executable, "-I", "-c", "import sys, json; print(json.dumps(sys.path))"],
+                             capture_output=True, text=True, timeout=60, env={"PATH": os.environ.get("PATH", "")})
+        paths.update(p for p in json.loads(out.stdout.strip().splitlines()[-1]) if p.startswith("/"))
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+        paths.update(p for p in sys.path if p.startswith("/") and "site-packages" in p)
+    found = []
+    for p in paths:
+        real = _real(p)
+        while not real.exists() and real != real.parent:  # python311.zip may be absent
+            real = real.parent
+        if real.is_file():
+            real = real.parent
+        found.append(real)
+    return tuple(found)
+
+
+@dataclass
+class MountPlan:
+    stage: Path
+    hide: list[tuple[Path, str]]  # (path, tmpfs mode)
+    keep: list[tuple[Path, bool]]  # (path, writable)
+    hide_inside_keep: list[tuple[Path, str]]
+
+
+def mount_plan(spec: SandboxSpec) -> MountPlan:
+    """Which folders to cover and which to bring back for ``spec`` (namespace mode)."""
+    sensitive = [_real(p) for p in spec.hidden] + [REPO_DIR]
+    python = list(_python_paths())
+    hide: dict[Path, str] = {}
+    for p in ("/tmp", "/var/tmp", "/dev/shm"):
+        if Path(p).is_dir():
+            hide[_real(p)] = "1777"
+    for p in ["/root", "/home", *sensitive]:
+        if Path(p).exists():
+            hide.setdefault(_real(p), "755")
+    for p in python:
+        for closed in _closed_ancestors(p):
+            hide.setdefault(closed, "755")
+    hide = {(p if p.is_dir() else p.parent): m for p, m in hide.items()}
+    keep_ro = [p for p in [*python, PACKAGE_DIR] if not any(_under(s, p) for s in sensitive if s != REPO_DIR)]
+    keep_rw = [_real(spec.work_dir), *(_real(p) for p in spec.shared_dirs)]
+    keep: list[tuple[Path, bool]] = []
+    for p in _outermost([*keep_ro, *keep_rw]):
+        if any(_under(p, h) for h in hide):
+            keep.append((p, p in keep_rw))
+    outer_hide = _outermost(hide)
+    top = [(p, hide[p]) for p in outer_hide if not any(_under(p, k) and p != k for k, _ in keep)]
+    inner = [(p, hide[p]) for p in outer_hide if any(_under(p, k) and p != k for k, _ in keep)]
+    # hides nested in other hides are covered already, except where a keep brings their parent back
+    for p in hide:
+        if p not in outer_hide and any(_under(p, k) and p != k for k, _ in keep):
+            inner.append((p, hide[p]))
+    return MountPlan(stage=_stage_dir([*hide, *(k for k, _ in keep)]), hide=top, keep=keep, hide_inside_keep=inner)
+
+
+def _stage_dir(avoid: Sequence[Path]) -> Path:
+    for c in ("/mnt", "/media", "/srv", "/run", "/opt", "/var/lib"):
+        p = Path(c)
+        if p.is_dir() and not p.is_symlink() and not any(_under(a, p) or _under(p, a) for a in avoid):
+            return p
+    raise SandboxUnavailable("no free folder to stage mounts in (tried /mnt, /media, /srv, /run, /opt, /var/lib)")
+
+
+def setup_script(plan: MountPlan, spec: SandboxSpec) -> str:
+    """The root shell script run as PID 1 inside the namespaces; its arguments are the worker's argv."""
+    q = shlex.quote
+    fsize = max(1, spec.limits.fsize_mb)
+    lines = ["set -e", "umask 022", "mount --make-rprivate /", f"mount -t tmpfs -o size=1m,mode=700 vlm-stage {q(str(plan.stage))}"]
+    for i, (path, writable) in enumerate(plan.keep):
+        dest = f"{plan.stage}/{i}"
+        opts = "remount,bind,nosuid,nodev" + ("" if writable else ",ro")
+        lines += [f"mkdir {q(dest)}", f"mount --bind {q(str(path))} {q(dest)}", f"mount -o {opts} {q(dest)}"]
+    for path, mode in plan.hide:
+        size = f"{fsize}m" if mode == "1777" else "1m"
+        lines.append(f"mount -t tmpfs -o size={size},mode={mode},nosuid,nodev vlm-hide {q(str(path))}")
+    for i, (path, _) in enumerate(plan.keep):
+        lines += [f"mkdir -p {q(str(path))}", f"mount --move {q(f'{plan.stage}/{i}')} {q(str(path))}"]
+    for path, mode in plan.hide_inside_keep:
+        lines.append(f"if [ -d {q(str(path))} ]; then mount -t tmpfs -o size=1m,mode={mode} vlm-hide {q(str(path))}; fi")
+    lines += [
+        f"umount {q(str(plan.stage))}",
+        f"cd {q(str(spec.work_dir))}",
+        # the worker as an unprivileged uid without capabilities; this root shell stays PID 1 and waits
+        f"setpriv --reuid={spec.uid} --regid={spec.uid} --clear-groups --no-new-privs --inh-caps=-all "
+        '--bounding-set=-all -- "$@" </dev/null &',
+        "wait $!",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# ---- launching and killing ---------------------------------------------------------------------------
+
+
+def _prctl(option: int, value: int) -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def become_subreaper() -> bool:
+    """Make this process adopt orphaned descendants (Linux), so that detached daemons can be found."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _die_with_parent() -> None:
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _process_preexec(limits: Limits, uid: int | None) -> None:
+    _die_with_parent()
+    if uid is not None:  # root without namespaces: drop to the sandbox uid so that RLIMIT_NPROC counts
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+
+
+def _reachable_by_others(path: Path) -> bool:
+    return not _closed_ancestors(path)
+
+
+@dataclass
+class Launched:
+    """A started worker: ``popen`` is the outermost process (``unshare`` or the worker itself)."""
+
+    popen: subprocess.Popen
+    mode: str
+    protections: dict
+
+    def kill(self) -> None:
+        """SIGKILL the worker and everything it started (its namespace, or its session and orphans)."""
+        kill_tree(self.popen.pid)
+        try:
+            self.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        if self.mode == "process":
+            reap_orphans({os.getpid()})
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid``, its process group and all its descendants (namespace inits first)."""
+    try:
+        import psutil
+
+        try:
+            root = psutil.Process(pid)
+            family = root.children(recursive=True)
+        except psutil.Error:
+            family = []
+        for p in family:  # namespace init first: its death takes the whole namespace along
+            try:
+                if p.name() == "sh" and p.ppid() and psutil.Process(p.ppid()).name() == "unshare":
+                    p.kill()
+            except psutil.Error:
+                pass
+    except ImportError:
+        family = []
+    for sig_target in ("group", "pid"):
+        try:
+            if sig_target == "group":
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+    for p in family:
+        try:
+            p.kill()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
+def reap_orphans(keep: set[int]) -> int:
+    """Kill children of this process that no known Popen owns (daemons adopted as subreaper)."""
+    try:
+        import psutil
+    except ImportError:
+        return 0
+    killed = 0
+    me = psutil.Process()
+    known = {p.pid for p in getattr(subprocess, "_active", []) or []}
+    for child in me.children():
+        if child.pid in keep or child.pid in known:
+            continue
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                os.waitpid(child.pid, os.WNOHANG)
+                continue
+            kill_tree(child.pid)
+            os.waitpid(child.pid, os.WNOHANG)
+            killed += 1
+        except (psutil.Error, ChildProcessError, OSError):
+            pass
+    return killed
+
+
+def launch(spec: SandboxSpec, argv: list[str], pass_fds: Sequence[int], stdout: int) -> Launched:
+    """Start ``argv`` (the worker) in the sandbox; its stdout and stderr go to the fd ``stdout``."""
+    mode = resolve_mode(spec.mode)
+    env = worker_env(spec, mode)
+    limits = spec.limits
+    protections = {
+        "mode": mode,
+        "limits": limits.as_dict(),
+    }
+    if mode == "namespace":
+        plan = mount_plan(spec)
+        cmd = ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc",
+               "sh", "-c", setup_script(plan, spec), "vlm-sandbox", *argv]
+        protections.update(network="namespace", filesystem="hidden", uid=spec.uid, pids="namespace")
+        popen = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stdout,
+                                 pass_fds=tuple(pass_fds), start_new_session=True, preexec_fn=_die_with_parent)
+    else:
+        become_subreaper()
+        (spec.work_dir / ".tmp").mkdir(exist_ok=True)
+        drop = None
+        if os.geteuid() == 0 and _reachable_by_others(_real(sys.executable)):
+            drop = spec.uid
+        protections.update(network="none", filesystem="none", uid=drop if drop is not None else os.geteuid(),
+                           pids="session" + ("" if drop is not None or os.geteuid() != 0 else " (fork limit not enforced for root)"))
+        popen = subprocess.Popen(argv, env=env, cwd=spec.work_dir, stdin=subprocess.DEVNULL, stdout=stdout,
+                                 stderr=stdout, pass_fds=tuple(pass_fds), start_new_session=True,
+                                 preexec_fn=lambda: _process_preexec(limits, drop))
+    return Launched(popen=popen, mode=mode, protections=protections)
+
+
+def give_to(uid: int, *paths: Path) -> None:
+    """chown -R (without following links) so the sandbox uid may read and write there."""
+    if os.geteuid() != 0:
+        return
+    for root in paths:
+        if not root.exists():
+            continue
+        os.lchown(root, uid, uid)
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:
+                try:
+                    os.lchown(os.path.join(dirpath, name), uid, uid)
+                except OSError:
+                    pass
