@@ -78,6 +78,10 @@ class Submission:
 @pytest.fixture(scope="session")
 def submission(pytestconfig: pytest.Config) -> Submission:
     """The submission folder under test (``--submission``, ``$VLM_COURSE_SUBMISSION`` or ``solutions/``)."""
+    if os.environ.get("VLM_COURSE_GRADING_WORKER"):  # `vlm-course grade`: the code runs in a sandboxed worker
+        from vlm_course.grading.remote import remote_submission
+
+        return remote_submission()
     try:
         option = pytestconfig.getoption("submission", default=None)
     except ValueError:  # option not registered (this conftest was loaded late)

@@ -190,6 +190,7 @@ class Worker:
     def kill(self, why: str, kind: str) -> None:
         if self.launched is not None:
             self.launched.kill()
+            self.session.reap()
         if self.output is not None:
             self.output.thread.join(timeout=5)
         for fd in (getattr(self, "req_w", None), getattr(self, "rep_r", None)):
@@ -214,6 +215,7 @@ class Worker:
                 pass
         if self.launched is not None:
             self.launched.kill()
+            self.session.reap()
         if self.output is not None:
             self.output.thread.join(timeout=5)
         self.dead = self.dead or "closed"
@@ -290,6 +292,13 @@ class RemoteSession:
     def next_uid_offset(self) -> int:
         self._uid_offset += 1
         return (self._uid_offset - 1) % 16
+
+    def reap(self) -> None:
+        """Process mode: kill daemons our workers left (adopted by this process as subreaper)."""
+        if self.protections and self.protections.get("mode") == "process":
+            live = {w.launched.popen.pid for w in self.workers.values() if w.alive and w.launched is not None}
+            if sandbox.reap_orphans(live):
+                self.event(None, "daemon", "the worker left processes running; they were killed")
 
     def out_of_time(self) -> bool:
         return self.config.deadline is not None and time.time() >= self.config.deadline
@@ -572,6 +581,7 @@ class RemoteSubmission:
             try:
                 if not (self.folder / f"{module}.py").is_file():
                     self._modules[module] = f"{module}.py is missing from the submission"
+                    self.remote.event(module, "missing", "the file is missing from the submission")
                 else:
                     self._modules[module] = self.remote.import_module(module)
             except SandboxError as exc:
@@ -579,6 +589,7 @@ class RemoteSubmission:
             except Exception as exc:  # noqa: BLE001 - the learner's import error
                 tb = "".join(getattr(exc, "__notes__", []))
                 self._modules[module] = f"importing {module}.py failed with {type(exc).__name__}: {exc}\n{tb}".strip()
+                self.remote.event(module, "import", f"importing failed with {type(exc).__name__}: {exc}"[:500])
         found = self._modules[module]
         if isinstance(found, str):
             pytest.fail(found, pytrace=False)

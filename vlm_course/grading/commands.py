@@ -1,0 +1,134 @@
+"""``vlm-course grade SUBMISSION [SUBMISSION ...]``: grade submissions in a sandbox, write the gradebook.
+
+Each SUBMISSION is a folder or a .zip holding ``image_search.py`` and/or ``chatbot.py``; a class is
+``vlm-course grade submissions/*``. Per submission: ``<out>/<name>/results.json`` (Gradescope
+format); for the run: ``<out>/gradebook.csv`` and a summary table. See docs/grading.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from vlm_course.grading import report, runner, sandbox
+
+
+def configure(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument("submissions", nargs="+", metavar="SUBMISSION", type=Path,
+                        help="a folder or .zip with image_search.py and/or chatbot.py (several: a class)")
+    parser.add_argument("--tests", type=Path, default=runner.DEFAULT_TESTS, metavar="DIR",
+                        help="folder of test_*.py files with points markers (default: the course's tests/exercises; "
+                             "give your private hidden tests here)")
+    parser.add_argument("--out", type=Path, default=Path("grades"), metavar="DIR",
+                        help="where results.json files and gradebook.csv go (default: ./grades)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="submissions graded in parallel (default 1)")
+    parser.add_argument("--only", action="append", default=[], metavar="EXERCISE",
+                        help="grade only these test groups, e.g. --only image_search (repeatable or comma-separated)")
+    parser.add_argument("--force", action="store_true", help="grade again even where the hashes match earlier results")
+    parser.add_argument("--timeout", type=float, default=1200, metavar="S", help="wall-clock seconds per submission (default 1200)")
+    parser.add_argument("--call-timeout", type=float, default=300, metavar="S",
+                        help="seconds one call into the learner's code may take, import included (default 300)")
+    parser.add_argument("--memory-mb", type=int, default=4096, help="address-space limit of a worker (default 4096)")
+    parser.add_argument("--cpu-s", type=int, default=None, help="CPU seconds of a worker (default: 2 x --timeout)")
+    parser.add_argument("--nproc", type=int, default=64, help="processes and threads of a worker (default 64)")
+    parser.add_argument("--fsize-mb", type=int, default=64, help="largest file a worker may write (default 64)")
+    parser.add_argument("--output-kb", type=int, default=64, help="worker output kept per module (default 64)")
+    parser.add_argument("--sandbox", choices=sandbox.MODES, default="auto",
+                        help="namespace (root + unshare), process (weaker fallback) or auto (default)")
+    parser.add_argument("--visibility", default="visible", choices=("visible", "hidden", "after_due_date", "after_published"),
+                        help="Gradescope visibility of the test results (default visible)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _unique_names(sources: list[Path]) -> list[str]:
+    names, seen = [], {}
+    for src in sources:
+        base = runner.submission_name(src)
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        names.append(base if n == 0 else f"{base}-{n + 1}")
+    return names
+
+
+def options_from(args: argparse.Namespace) -> runner.GradeOptions:
+    jobs = max(1, args.jobs)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    limits = sandbox.Limits(
+        cpu_s=int(args.cpu_s or 2 * args.timeout), memory_mb=args.memory_mb, nproc=args.nproc,
+        fsize_mb=args.fsize_mb, output_kb=args.output_kb, threads=threads,
+    )
+    only = tuple(sorted({o.strip().removeprefix("test_") for arg in args.only for o in arg.split(",") if o.strip()}))
+    return runner.GradeOptions(
+        tests_dir=args.tests.resolve(), out_dir=args.out.resolve(), only=only, timeout=args.timeout,
+        call_timeout=args.call_timeout, limits=limits, mode=args.sandbox, force=args.force,
+        visibility=args.visibility, hidden=sorted({s.resolve().parent for s in args.submissions}),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.tests.is_dir():
+        print(f"vlm-course grade: the tests folder {args.tests} does not exist; pass --tests DIR", file=sys.stderr)
+        return 2
+    try:
+        mode = sandbox.resolve_mode(args.sandbox)
+    except sandbox.SandboxUnavailable as exc:
+        print(f"vlm-course grade: {exc}", file=sys.stderr)
+        return 2
+    options = options_from(args)
+    if not runner.test_files(options):
+        print(f"vlm-course grade: no test_*.py files to run in {options.tests_dir}"
+              f"{' for ' + ', '.join(options.only) if options.only else ''}", file=sys.stderr)
+        return 2
+    if mode == "process":
+        why = sandbox.namespace_support()[1] if args.sandbox == "auto" else "--sandbox process"
+        print(f"vlm-course grade: weaker sandbox (process mode: {why}): no network or file isolation, "
+              "see docs/grading.md", file=sys.stderr)
+    sandbox.become_subreaper()
+    sources = [Path(s) for s in args.submissions]
+    names = _unique_names(sources)
+    tests_digest = runner.tests_sha256(options)
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[int, dict] = {}
+    slots = list(range(max(1, args.jobs)))
+    lock = threading.Lock()
+
+    def job(i: int) -> dict:
+        with lock:
+            slot = slots.pop()
+        try:
+            return runner.grade(sources[i], options, name=names[i], slot=slot, tests_digest=tests_digest)
+        finally:
+            with lock:
+                slots.append(slot)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(sources), desc="grading", unit="submission", disable=args.quiet, file=sys.stderr)
+    gradebook = options.out_dir / "gradebook.csv"
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            futures = {pool.submit(job, i): i for i in range(len(sources))}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                results[i] = fut.result()
+                extra = results[i].get("extra_data", {})
+                bar.set_postfix_str(f"{names[i]}: {report._fmt(results[i].get('score', 0))} ({extra.get('status')})")
+                bar.update()
+                report.write_gradebook(gradebook, [results[k] for k in sorted(results)])
+    except KeyboardInterrupt:
+        runner.stop_all()
+        print("\nvlm-course grade: interrupted; finished submissions are saved", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    ordered = [results[k] for k in sorted(results)]
+    print(report.summary_table(ordered))
+    print(f"\nresults: {options.out_dir}/<submission>/results.json   gradebook: {gradebook}")
+    errors = [r for r in ordered if r.get("extra_data", {}).get("status") == "error"]
+    if errors:
+        print(f"{len(errors)} submission(s) could not be graded (status error): see their results.json", file=sys.stderr)
+    return 1 if errors else 0

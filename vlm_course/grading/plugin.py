@@ -1,0 +1,167 @@
+"""pytest plugin of the trusted grading process (``pytest -p vlm_course.grading.plugin``).
+
+It keeps only the tests that carry a ``points`` marker, records every test's outcome, points,
+failure message and the worker output printed meanwhile, and writes them (atomically, after each
+test, so that a killed run still leaves what it did) to the report file the runner named in
+``$VLM_COURSE_GRADING_WORKER``. It also supplies the exercise fixtures (``submission``,
+``submission_module``, ``image_search_cls``, ``clip_model_name``) for hidden test folders that
+bring no conftest.py of their own; a conftest.py defining them takes precedence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from vlm_course.grading import remote
+
+MAX_TEXT = 4000
+DEFAULT_CLIP = "openai/clip-vit-base-patch32"
+
+
+def _cap(text: str, limit: int = MAX_TEXT) -> str:
+    return text if len(text) <= limit else text[: limit // 2] + f"\n[... {len(text) - limit} characters cut ...]\n" + text[-limit // 2:]
+
+
+class Recorder:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.path = Path(remote.session().config.report) if remote.session().config.report else None
+        self.tests: dict[str, dict] = {}
+        self.collection_errors: list[str] = []
+        self.deselected = 0
+        self.started = time.time()
+
+    def test(self, nodeid: str) -> dict:
+        if nodeid not in self.tests:
+            file = nodeid.split("::")[0]
+            self.tests[nodeid] = {
+                "nodeid": nodeid, "group": Path(file).stem.removeprefix("test_"), "name": nodeid.split("::", 1)[-1],
+                "points": 0.0, "phases": {}, "message": "", "output": "", "duration": 0.0,
+            }
+        return self.tests[nodeid]
+
+    def write(self, finished: bool = False) -> None:
+        if self.path is None:
+            return
+        s = remote.session()
+        data = {
+            "finished": finished,
+            "tests": list(self.tests.values()),
+            "collection_errors": self.collection_errors,
+            "deselected": self.deselected,
+            "events": s.events,
+            "protections": s.protections,
+            "worker_output": {k: _cap(v) for k, v in s.output_text().items()},
+            "duration": time.time() - self.started,
+        }
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "points(n): points a test is worth when an exercise is graded")
+    if remote.grading():
+        _STATE["recorder"] = Recorder(config)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    keep = [i for i in items if i.get_closest_marker("points") is not None]
+    dropped = [i for i in items if i.get_closest_marker("points") is None]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+    recorder = _STATE.get("recorder")
+    if recorder is not None:
+        recorder.deselected = len(dropped)
+        for item in keep:
+            marker = item.get_closest_marker("points")
+            recorder.test(item.nodeid)["points"] = float(marker.args[0]) if marker.args else 1.0
+        recorder.write()
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.failed:
+        _recorder_do(lambda r: r.collection_errors.append(_cap(f"{report.nodeid}: {report.longreprtext}")))
+
+
+def pytest_runtest_logstart(nodeid: str, location) -> None:
+    if remote.grading():
+        remote.session().current_test = nodeid
+        remote.session().take_output()  # output between tests belongs to no test
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    def record(r: Recorder) -> None:
+        t = r.test(report.nodeid)
+        t["phases"][report.when] = report.outcome
+        t["duration"] += float(report.duration or 0.0)
+        if report.failed or report.skipped:
+            text = report.longreprtext or ""
+            if report.skipped and isinstance(report.longrepr, tuple):
+                text = f"skipped: {report.longrepr[2]}"
+            t["message"] = _cap((t["message"] + "\n" + text).strip())
+
+    _recorder_do(record)
+
+
+def pytest_runtest_logfinish(nodeid: str, location) -> None:
+    def finish(r: Recorder) -> None:
+        out = remote.session().take_output()
+        if out:
+            t = r.test(nodeid)
+            t["output"] = _cap(t["output"] + out, 2000)
+        r.write()
+
+    _recorder_do(finish)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
+    if not remote.grading():
+        return
+    s = remote.session()
+    s.current_test = None
+    s.close()
+    _recorder_do(lambda r: r.write(finished=True))
+
+
+def _recorder_do(fn) -> None:
+    recorder = _STATE.get("recorder")
+    if recorder is not None:
+        fn(recorder)
+
+
+_STATE: dict = {}
+
+
+# ---- fixtures for hidden test folders without a conftest.py -------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def submission():
+    """The submission under grading (its modules live in sandboxed workers)."""
+    if not remote.grading():
+        pytest.fail("the grading plugin's submission fixture only works under `vlm-course grade`", pytrace=False)
+    return remote.remote_submission()
+
+
+@pytest.fixture(scope="session")
+def submission_module(submission):
+    """``submission_module("chatbot")`` -> the submission's ``chatbot.py`` (a remote module)."""
+    return submission.load
+
+
+@pytest.fixture(scope="session")
+def image_search_cls(submission):
+    """``CLIPImageSearch`` from the submission's ``image_search.py``."""
+    return submission.attribute("image_search", "CLIPImageSearch")
+
+
+@pytest.fixture(scope="session")
+def clip_model_name() -> str:
+    return DEFAULT_CLIP

@@ -1,0 +1,307 @@
+"""Grade one submission: copy its allowed files, run the tests in a trusted pytest process, collect points.
+
+The trusted process (``python -m pytest -p vlm_course.grading.plugin``) never imports the learner's
+files: the exercise fixtures hand it proxies whose calls run in sandboxed workers (``remote``).
+Its report (written by the plugin) and the runner's own checks become the results record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vlm_course.grading import GRADER_VERSION, report, sandbox
+from vlm_course.grading.remote import GRADING_ENV, SessionConfig
+
+ALLOWED_FILES = ("image_search.py", "chatbot.py")
+MAX_FILE_BYTES = 1024 * 1024
+MAX_ENTRIES = 5000
+IGNORED = {"__MACOSX", ".DS_Store", "__pycache__", ".ipynb_checkpoints"}
+DEFAULT_TESTS = sandbox.REPO_DIR / "tests" / "exercises"
+
+
+@dataclass
+class GradeOptions:
+    """How to grade (the same for every submission of a run)."""
+
+    tests_dir: Path = DEFAULT_TESTS
+    out_dir: Path = Path("grades")
+    only: tuple[str, ...] = ()  # test groups (file stems without test_), empty: all
+    timeout: float = 1200.0  # wall-clock seconds per submission
+    call_timeout: float = 300.0  # seconds per call into the learner's code
+    limits: sandbox.Limits = field(default_factory=sandbox.Limits)
+    mode: str = "auto"
+    force: bool = False
+    visibility: str = "visible"
+    max_restarts: int = 2
+    hidden: list[Path] = field(default_factory=list)  # extra folders the worker must not see
+
+
+@dataclass
+class Submission:
+    """A submission as read from its folder or zip: only the allowed files, and what was refused."""
+
+    source: Path
+    name: str
+    files: dict[str, bytes] = field(default_factory=dict)
+    refused: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        h = hashlib.sha256()
+        for name in sorted(self.files):
+            h.update(f"file {name} {hashlib.sha256(self.files[name]).hexdigest()}\n".encode())
+        for name in sorted(self.refused):
+            h.update(f"refused {name}\n".encode())
+        if self.error:
+            h.update(f"error {self.error}\n".encode())
+        return h.hexdigest()
+
+
+def safe_name(text: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "submission"
+    return name[:100]
+
+
+def submission_name(source: Path) -> str:
+    return safe_name(source.name[:-4] if source.name.lower().endswith(".zip") else source.name)
+
+
+def _common_folder(paths: list[str]) -> str:
+    """The one top folder every path lies in (zips often hold ``alice/image_search.py``), else ''."""
+    prefix = ""
+    while True:
+        tops = {p[len(prefix):].split("/", 1)[0] for p in paths}
+        if any(p[len(prefix):].split("/", 1)[0] in ALLOWED_FILES for p in paths) or len(tops) != 1:
+            return prefix
+        top = next(iter(tops))
+        if not all("/" in p[len(prefix):] for p in paths) or prefix.count("/") >= 3:
+            return prefix
+        prefix += top + "/"
+
+
+def read_submission(source: Path, name: str | None = None) -> Submission:
+    """Read ``source`` (a folder or a .zip): keep only the allowed files, list everything else as refused."""
+    sub = Submission(source=source, name=name or submission_name(source))
+    entries: dict[str, object] = {}  # relative path -> Path / ZipInfo / "not a regular file"
+    try:
+        if source.is_dir() and not source.is_symlink():
+            for dirpath, dirnames, filenames in os.walk(source):  # symbolic links are listed, never followed
+                links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+                dirnames[:] = [d for d in dirnames if d not in IGNORED and d not in links]
+                rel_dir = os.path.relpath(dirpath, source)
+                for fn in [f for f in filenames if f not in IGNORED] + links:
+                    rel = fn if rel_dir == "." else f"{rel_dir}/{fn}"
+                    entries[rel.replace(os.sep, "/")] = Path(dirpath) / fn
+                    if len(entries) > MAX_ENTRIES:
+                        raise ValueError(f"more than {MAX_ENTRIES} files")
+        elif source.is_file() and zipfile.is_zipfile(source):
+            with zipfile.ZipFile(source) as zf:
+                infos = zf.infolist()
+                if len(infos) > MAX_ENTRIES:
+                    raise ValueError(f"more than {MAX_ENTRIES} files")
+                for info in infos:
+                    if not info.is_dir() and not any(part in IGNORED for part in info.filename.split("/")):
+                        entries[info.filename] = info
+                prefix = _common_folder(list(entries))
+                for rel, info in entries.items():
+                    _take(sub, rel, prefix, lambda info=info: _read_zip_member(zf, info))
+            return sub
+        elif source.exists():
+            raise ValueError("not a folder or a .zip file")
+        else:
+            raise ValueError("no such file or folder")
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        sub.error = f"cannot read the submission {source}: {exc}"
+        return sub
+    prefix = _common_folder(list(entries))
+    for rel, path in entries.items():
+        _take(sub, rel, prefix, lambda path=path: _read_file(path))
+    return sub
+
+
+def _take(sub: Submission, rel: str, prefix: str, read) -> None:
+    inner = rel[len(prefix):] if rel.startswith(prefix) else rel
+    if inner in ALLOWED_FILES and rel.startswith(prefix):
+        try:
+            sub.files[inner] = read()
+            return
+        except ValueError as exc:
+            sub.refused.append(f"{rel} ({exc})")
+            return
+    sub.refused.append(rel)
+
+
+def _read_file(path: Path) -> bytes:
+    st = os.lstat(path)
+    if not os.path.isfile(path) or os.path.islink(path):
+        raise ValueError("not a regular file")
+    if st.st_size > MAX_FILE_BYTES:
+        raise ValueError(f"larger than {MAX_FILE_BYTES // 1024} KiB")
+    with open(path, "rb") as f:
+        return f.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]
+
+
+def _read_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    if info.file_size > MAX_FILE_BYTES:
+        raise ValueError(f"larger than {MAX_FILE_BYTES // 1024} KiB")
+    if (info.external_attr >> 16) & 0o170000 == 0o120000:
+        raise ValueError("a symbolic link")
+    with zf.open(info) as f:
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"larger than {MAX_FILE_BYTES // 1024} KiB")
+    return data
+
+
+# ---- tests -----------------------------------------------------------------------------------------
+
+
+def test_files(options: GradeOptions) -> list[Path]:
+    """The test files to run: ``test_*.py`` in the tests folder, restricted to ``options.only``."""
+    folder = options.tests_dir
+    files = sorted(p for p in folder.glob("test_*.py") if p.is_file())
+    if options.only:
+        files = [p for p in files if p.stem.removeprefix("test_") in options.only]
+    return files
+
+
+def tests_sha256(options: GradeOptions) -> str:
+    """A digest of the tests folder (every file but caches) and of the selection."""
+    h = hashlib.sha256()
+    root = options.tests_dir
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not any(p in ("__pycache__", ".pytest_cache") for p in path.relative_to(root).parts):
+            h.update(f"{path.relative_to(root).as_posix()} {hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    h.update(f"only {','.join(sorted(options.only))}\n".encode())
+    return h.hexdigest()
+
+
+# ---- grading one submission ----------------------------------------------------------------------------
+
+
+def previous_result(path: Path, sub_sha: str, tests_sha: str) -> dict | None:
+    """The saved results if they came from the same submission, tests and grader, else None."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        extra = data["extra_data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    same = (extra.get("submission_sha256") == sub_sha and extra.get("tests_sha256") == tests_sha
+            and extra.get("grader_version") == GRADER_VERSION and extra.get("complete") is True)
+    return data if same else None
+
+
+def grade(source: Path, options: GradeOptions, name: str | None = None, slot: int = 0,
+          tests_digest: str | None = None) -> dict:
+    """Grade one submission and write ``<out>/<name>/results.json``; returns the results (never raises)."""
+    started = time.time()
+    sub = read_submission(Path(source), name)
+    tests_sha = tests_digest or tests_sha256(options)
+    target = options.out_dir / sub.name / "results.json"
+    meta = {"name": sub.name, "source": str(source), "submission_sha256": sub.sha256, "tests_sha256": tests_sha,
+            "grader_version": GRADER_VERSION, "files": sorted(sub.files), "refused": sub.refused}
+    if not options.force:
+        old = previous_result(target, sub.sha256, tests_sha)
+        if old is not None:
+            old.setdefault("extra_data", {})["skipped"] = True
+            return old
+    try:
+        if sub.error:
+            results = report.error_results(meta, sub.error, time.time() - started)
+        else:
+            data, log = _run_tests(sub, options, slot)
+            results = report.build_results(meta, data, log, options, time.time() - started)
+    except Exception as exc:  # noqa: BLE001 - a results file is written whatever happens
+        results = report.error_results(meta, f"the grader failed: {type(exc).__name__}: {exc}", time.time() - started)
+    report.write_json_atomic(target, results)
+    return results
+
+
+def _run_tests(sub: Submission, options: GradeOptions, slot: int) -> tuple[dict | None, str]:
+    files = test_files(options)
+    if not files:
+        raise ValueError(f"no test_*.py files{' for ' + ', '.join(options.only) if options.only else ''} in {options.tests_dir}")
+    root = Path(tempfile.mkdtemp(prefix=f"vlm-grade-{sub.name[:30]}-"))
+    try:
+        os.chmod(root, 0o711)
+        work, shared, trusted = root / "work", root / "shared", root / "trusted"
+        for d in (work, shared, trusted):
+            d.mkdir()
+        for fname, data in sub.files.items():
+            (work / fname).write_bytes(data)
+        report_path = root / "report.json"
+        deadline = time.time() + options.timeout
+        config = SessionConfig(
+            work_dir=str(work), shared_dirs=[str(shared)],
+            hidden=[str(p) for p in [options.tests_dir, options.out_dir, sub.source, *options.hidden]],
+            uid_base=sandbox.BASE_UID + 16 * slot, mode=options.mode, limits=options.limits.as_dict(),
+            call_timeout=options.call_timeout, deadline=deadline, max_restarts=options.max_restarts,
+            report=str(report_path),
+        )
+        config_path = root / "session.json"
+        config.write(config_path)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "VLM_COURSE_SUBMISSION"))}
+        env.update({GRADING_ENV: str(config_path), "HF_HUB_OFFLINE": "1", "VLM_COURSE_PROFILE": "toy",
+                    "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(options.limits.threads),
+                    "PYTHONDONTWRITEBYTECODE": "1"})
+        cmd = [sys.executable, "-m", "pytest", *map(str, files), "-p", "vlm_course.grading.plugin",
+               "-p", "no:cacheprovider", f"--basetemp={shared / 'pytest'}", "-q", "-rN", "--no-header", "--color=no"]
+        log_path = root / "pytest.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, cwd=trusted, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            with _LOCK:
+                ACTIVE.add(proc.pid)
+            killed = False
+            try:
+                proc.wait(timeout=options.timeout + 60)
+            except subprocess.TimeoutExpired:
+                killed = True
+            finally:
+                sandbox.kill_tree(proc.pid)
+                proc.wait()
+                with _LOCK:
+                    ACTIVE.discard(proc.pid)
+                    sandbox.reap_orphans(set(ACTIVE))
+        data = _read_report(report_path)
+        if killed and data is not None:
+            data.setdefault("events", []).append({"module": None, "kind": "timeout", "test": None,
+                                                  "detail": f"grading stopped after {options.timeout + 60:.0f} s"})
+        with open(log_path, "rb") as f:
+            f.seek(max(0, log_path.stat().st_size - 8000))
+            log_tail = f.read().decode("utf-8", errors="replace")
+        return data, log_tail
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+ACTIVE: set[int] = set()  # pids of the test processes running now
+_LOCK = threading.Lock()
+
+
+def stop_all() -> None:
+    """Kill every running test process with its workers (after Ctrl-C)."""
+    with _LOCK:
+        for pid in list(ACTIVE):
+            sandbox.kill_tree(pid)
+
+
+def _read_report(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
