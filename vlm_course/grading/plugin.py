@@ -24,7 +24,11 @@ DEFAULT_CLIP = "openai/clip-vit-base-patch32"
 
 
 def _cap(text: str, limit: int = MAX_TEXT) -> str:
-    return text if len(text) <= limit else text[: limit // 2] + f"\n[... {len(text) - limit} characters cut ...]\n" + text[-limit // 2:]
+    """At most ``limit`` characters: the start and, mostly, the end (where the assertion message is)."""
+    if len(text) <= limit:
+        return text
+    head = limit // 5
+    return text[:head] + f"\n[... {len(text) - limit} characters cut ...]\n" + text[-(limit - head):]
 
 
 class Recorder:

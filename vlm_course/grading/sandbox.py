@@ -212,6 +212,22 @@ class MountPlan:
     hide: list[tuple[Path, str]]  # (path, tmpfs mode)
     keep: list[tuple[Path, bool]]  # (path, writable)
     hide_inside_keep: list[tuple[Path, str]]
+    copies: list[Path] = field(default_factory=list)  # kept files others may not read: shown as readable copies
+
+
+def _unreadable_files(root: Path) -> list[Path]:
+    """Files under ``root`` that the sandbox uid could not read (e.g. a checkpoint saved with mode 0600)."""
+    out = []
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            p = Path(dirpath) / name
+            try:
+                st = p.lstat()
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and not st.st_mode & stat.S_IROTH and "__pycache__" not in p.parts:
+                out.append(p)
+    return out
 
 
 def mount_plan(spec: SandboxSpec) -> MountPlan:
@@ -243,7 +259,9 @@ def mount_plan(spec: SandboxSpec) -> MountPlan:
     for p in hide:
         if p not in outer_hide and any(_under(p, k) and p != k for k, _ in keep):
             inner.append((p, hide[p]))
-    return MountPlan(stage=_stage_dir([*hide, *(k for k, _ in keep)]), hide=top, keep=keep, hide_inside_keep=inner)
+    copies = _unreadable_files(PACKAGE_DIR) if any(_under(PACKAGE_DIR, k) for k, _ in keep) else []
+    return MountPlan(stage=_stage_dir([*hide, *(k for k, _ in keep)]), hide=top, keep=keep, hide_inside_keep=inner,
+                     copies=copies)
 
 
 def _stage_dir(avoid: Sequence[Path]) -> Path:
@@ -258,7 +276,11 @@ def setup_script(plan: MountPlan, spec: SandboxSpec) -> str:
     """The root shell script run as PID 1 inside the namespaces; its arguments are the worker's argv."""
     q = shlex.quote
     fsize = max(1, spec.limits.fsize_mb)
-    lines = ["set -e", "umask 022", "mount --make-rprivate /", f"mount -t tmpfs -o size=1m,mode=700 vlm-stage {q(str(plan.stage))}"]
+    copy_mb = 1 + sum(p.stat().st_size for p in plan.copies) // (1024 * 1024)
+    lines = ["set -e", "umask 022", "mount --make-rprivate /",
+             f"mount -t tmpfs -o size={copy_mb + 1}m,mode=700 vlm-stage {q(str(plan.stage))}"]
+    for i, path in enumerate(plan.copies):  # readable copies of files only root may read
+        lines += [f"cp {q(str(path))} {q(f'{plan.stage}/copy{i}')}", f"chmod 644 {q(f'{plan.stage}/copy{i}')}"]
     for i, (path, writable) in enumerate(plan.keep):
         dest = f"{plan.stage}/{i}"
         opts = "remount,bind,nosuid,nodev" + ("" if writable else ",ro")
@@ -270,8 +292,10 @@ def setup_script(plan: MountPlan, spec: SandboxSpec) -> str:
         lines += [f"mkdir -p {q(str(path))}", f"mount --move {q(f'{plan.stage}/{i}')} {q(str(path))}"]
     for path, mode in plan.hide_inside_keep:
         lines.append(f"if [ -d {q(str(path))} ]; then mount -t tmpfs -o size=1m,mode={mode} vlm-hide {q(str(path))}; fi")
+    for i, path in enumerate(plan.copies):
+        lines.append(f"mount --bind {q(f'{plan.stage}/copy{i}')} {q(str(path))}")
     lines += [
-        f"umount {q(str(plan.stage))}",
+        f"umount -l {q(str(plan.stage))}",
         f"cd {q(str(spec.work_dir))}",
         # the worker as an unprivileged uid without capabilities; this root shell stays PID 1 and waits
         f"setpriv --reuid={spec.uid} --regid={spec.uid} --clear-groups --no-new-privs --inh-caps=-all "
