@@ -13,7 +13,6 @@ checkpoints a builder starts from (LLaVA takes its vision tower from the toy CLI
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
 BUILDERS: dict[str, str] = {
     "clip": "vlm_course.toybuild.clip",
