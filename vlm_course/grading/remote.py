@@ -208,6 +208,10 @@ class Worker:
     def close(self) -> None:
         """End this worker politely, then kill whatever is left."""
         if self.alive:
+            others = {w.launched.popen.pid for w in self.session.workers.values() if w is not self and w.launched is not None}
+            left = self.launched.leftovers(others)
+            if left:
+                self.session.event(self.module, "daemon", f"left {left} process(es) running after its tests; they were killed")
             try:
                 protocol.send(self.req_w, {"op": "bye"}, timeout=2)
                 protocol.receive(self.rep_r, timeout=5)
@@ -297,8 +301,7 @@ class RemoteSession:
         """Process mode: kill daemons our workers left (adopted by this process as subreaper)."""
         if self.protections and self.protections.get("mode") == "process":
             live = {w.launched.popen.pid for w in self.workers.values() if w.alive and w.launched is not None}
-            if sandbox.reap_orphans(live):
-                self.event(None, "daemon", "the worker left processes running; they were killed")
+            sandbox.reap_orphans(live)
 
     def out_of_time(self) -> bool:
         return self.config.deadline is not None and time.time() >= self.config.deadline

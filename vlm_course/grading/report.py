@@ -20,9 +20,9 @@ from pathlib import Path
 from vlm_course.grading import GRADER_VERSION
 
 # the most serious first: the status of a submission is the first kind one of its events has
-STATUSES = ("error", "timeout", "crashed", "protocol-error", "import-error", "missing", "ok")
+STATUSES = ("error", "timeout", "crashed", "protocol-error", "import-error", "missing", "daemon", "ok")
 EVENT_STATUS = {"timeout": "timeout", "crash": "crashed", "protocol": "protocol-error", "import": "import-error",
-                "missing": "missing"}
+                "missing": "missing", "daemon": "daemon"}
 MAX_OUTPUT = 8000
 
 
@@ -111,6 +111,8 @@ def build_results(meta: dict, data: dict | None, log_tail: str, options, elapsed
             "tags": [str(t.get("group"))],
         })
     status, details = _status(data.get("events") or [], errors)
+    if meta.get("refused"):
+        details.append(f"refused files: {', '.join(meta['refused'][:10])}" + (" ..." if len(meta["refused"]) > 10 else ""))
     score = sum(t["score"] for t in tests)
     max_score = sum(t["max_score"] for t in tests)
     lines = [f"Score: {_fmt(score)} / {_fmt(max_score)}"]

@@ -258,7 +258,7 @@ def _run_tests(sub: Submission, options: GradeOptions, slot: int) -> tuple[dict 
                     "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(options.limits.threads),
                     "PYTHONDONTWRITEBYTECODE": "1"})
         cmd = [sys.executable, "-m", "pytest", *map(str, files), "-p", "vlm_course.grading.plugin",
-               "-p", "no:cacheprovider", f"--basetemp={shared / 'pytest'}", "-q", "-rN", "--no-header", "--color=no", "--tb=short"]
+               "-p", "no:cacheprovider", "-p", "no:nbval", f"--basetemp={shared / 'pytest'}", "-q", "-rN", "--no-header", "--color=no", "--tb=short"]
         log_path = root / "pytest.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(cmd, cwd=trusted, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

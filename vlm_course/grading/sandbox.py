@@ -354,6 +354,29 @@ class Launched:
     mode: str
     protections: dict
 
+    def leftovers(self, others: set[int] = frozenset()) -> int:
+        """How many processes besides the worker itself it has started and left running (daemons...).
+
+        ``others``: pids of this process's children that are not this worker's (other workers)."""
+        try:
+            import psutil
+
+            root = psutil.Process(self.popen.pid)
+            if self.mode == "namespace":  # unshare -> sh (PID 1 inside) -> the worker, and what it left
+                inits = root.children()
+                kids = inits[0].children() if inits else []
+                if not kids:
+                    return 0
+                worker = min(kids, key=lambda p: (p.create_time(), p.pid))
+                return sum(1 for p in inits[0].children(recursive=True) if p.pid != worker.pid and _running(p))
+            count = sum(1 for p in root.children(recursive=True) if _running(p))
+            if _SUBREAPER:  # orphans adopted by this process
+                count += sum(1 for p in psutil.Process().children() if p.pid != self.popen.pid and p.pid not in others
+                             and _running(p))
+            return count
+        except Exception:  # noqa: BLE001 - psutil missing or processes gone meanwhile
+            return 0
+
     def kill(self) -> None:
         """SIGKILL the worker and everything it started (its namespace, or its session and orphans)."""
         kill_tree(self.popen.pid)
@@ -361,6 +384,15 @@ class Launched:
             self.popen.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+
+
+def _running(p) -> bool:
+    try:
+        import psutil
+
+        return p.status() != psutil.STATUS_ZOMBIE
+    except Exception:  # noqa: BLE001 - gone meanwhile
+        return False
 
 
 def kill_tree(pid: int) -> None:

@@ -1,0 +1,264 @@
+"""Cases of the grading tests: a tiny fake exercise, hostile submissions, and a way to run the grader.
+
+The fake exercise keeps most grading runs fast: its hidden test file checks a trivial
+``CLIPImageSearch`` contract (no torch), so a worker starts in well under a second. Each hostile
+submission breaks one rule and would earn points only by cheating.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET = "s3cr3t-7f1c2a"  # known to the hidden tests and the instructor's reference only
+
+HIDDEN_TESTS = f'''
+import pytest
+
+SECRET = "{SECRET}"
+
+
+@pytest.mark.points(2)
+def test_index_and_search(image_search_cls):
+    s = image_search_cls("toy")
+    assert s.index_images(["a", "b", "c"]) == 3
+    assert s.search("b") == [{{"index": 1, "score": 1.0}}]
+
+
+@pytest.mark.points(1)
+def test_rejects_bad_top_k(image_search_cls):
+    with pytest.raises(ValueError, match="top_k"):
+        image_search_cls("toy").search("b", top_k=0)
+
+
+@pytest.mark.points(1)
+def test_knows_the_secret(image_search_cls):
+    assert image_search_cls("toy").secret() == SECRET
+
+
+def test_without_points_is_not_graded():
+    raise AssertionError("tests without a points marker must not run when grading")
+'''
+FULL_POINTS = 4.0
+
+GOOD = f'''
+class CLIPImageSearch:
+    def __init__(self, model_name):
+        self.items = []
+
+    def index_images(self, items):
+        self.items += list(items)
+        return len(items)
+
+    def search(self, query, top_k=5):
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {{top_k}}")
+        return [{{"index": self.items.index(query), "score": 1.0}}]
+
+    def secret(self):
+        return "{SECRET}"
+'''
+
+BROKEN_CLASS = '''
+class CLIPImageSearch:
+    def __init__(self, model_name):
+        pass
+
+    def index_images(self, items):
+        raise NotImplementedError("index_images")
+
+    def search(self, query, top_k=5):
+        raise NotImplementedError("search")
+
+    def secret(self):
+        raise NotImplementedError("secret")
+'''
+
+
+def hostile_sources(ctx: dict) -> dict[str, dict[str, str]]:
+    """name -> {file name: source}; ``ctx`` holds absolute paths and the port the sources aim at."""
+    c = {k: repr(str(v)) for k, v in ctx.items()}
+    return {
+        "good": {"image_search.py": GOOD},
+        "empty": {},
+        "loop_import": {"image_search.py": "while True:\n    pass\n" + GOOD},
+        "loop_method": {"image_search.py": GOOD.replace("        if top_k < 1:", "        while True:\n            pass\n        if top_k < 1:")},
+        "fork_bomb": {"image_search.py": textwrap.dedent('''
+            import os, time
+            children = 0
+            try:
+                while True:  # unbounded without a process limit
+                    if os.fork() == 0:
+                        time.sleep(120)
+                        os._exit(0)
+                    children += 1
+            except OSError as exc:
+                raise RuntimeError(f"fork bomb stopped after {children} processes: {exc}")
+        ''')},
+        "memory_hog": {"image_search.py": "blocks = []\nwhile True:\n    blocks.append(bytearray(16 * 2**20))\n"},
+        "exit_import": {"image_search.py": "import os\nos._exit(0)\n" + GOOD},
+        "sys_exit_import": {"image_search.py": "import sys\nsys.exit(0)\n" + GOOD},
+        "network": {"image_search.py": textwrap.dedent(f'''
+            import socket
+            try:
+                with socket.create_connection(("127.0.0.1", {ctx["port"]}), timeout=5) as s:
+                    GOT = s.recv(100).decode()
+            except OSError as exc:
+                GOT = exc
+
+            class CLIPImageSearch:
+                def __init__(self, name):
+                    pass
+
+                def secret(self):
+                    if isinstance(GOT, Exception):
+                        raise GOT
+                    return GOT
+        ''')},
+        "reads_secrets": {"image_search.py": textwrap.dedent(f'''
+            import re
+            FOUND, ERRORS = {{}}, []
+            for path in ({c["hidden_test"]}, {c["solution"]}, {c["sibling"]}):
+                try:
+                    FOUND[path] = open(path).read()
+                except OSError as exc:
+                    ERRORS.append(f"{{type(exc).__name__}}: {{path}}")
+            if {c["sibling"]} in FOUND:  # copy another learner's work
+                exec(FOUND[{c["sibling"]}])
+            else:
+                class CLIPImageSearch:
+                    def __init__(self, name):
+                        pass
+
+                    def secret(self):
+                        text = FOUND.get({c["hidden_test"]})
+                        if text is None:
+                            raise PermissionError("could not read: " + "; ".join(ERRORS))
+                        return re.search(r'SECRET = "(.*)"', text).group(1)
+        ''')},
+        "conftest": {
+            "image_search.py": BROKEN_CLASS,
+            "conftest.py": textwrap.dedent('''
+                import pytest
+
+                @pytest.hookimpl(wrapper=True)
+                def pytest_runtest_makereport(item, call):
+                    report = yield
+                    report.outcome = "passed"
+                    return report
+            '''),
+            "sitecustomize.py": "import builtins\nbuiltins.print = None\n",
+            "evil.pth": "import os; os.system('touch /tmp/pwned')\n",
+            "pytest.ini": "[pytest]\naddopts = -p no:warnings\n",
+            "pyproject.toml": "[tool.pytest.ini_options]\naddopts = '--co'\n",
+            "setup.cfg": "[tool:pytest]\n",
+            "tox.ini": "[pytest]\n",
+            "extra/helper.py": "x = 1\n",
+        },
+        "flood": {"image_search.py": textwrap.dedent('''
+            import sys
+            for _ in range(40):
+                sys.stdout.write("spam " * 100_000 + "\\n")
+                sys.stderr.write("eggs " * 100_000 + "\\n")
+
+            class CLIPImageSearch:
+                def __init__(self, name):
+                    pass
+
+                def index_images(self, items):
+                    print("x" * 1_000_000)
+                    return 0
+        ''')},
+        "monkeypatch": {"image_search.py": textwrap.dedent(f'''
+            import builtins, contextlib
+            import pytest
+            import vlm_course.grading.report as report
+            pytest.raises = lambda *a, **k: contextlib.nullcontext()
+            report.build_results = lambda *a, **k: {{"score": 100}}
+            try:
+                with open({c["grader_file"]}, "a") as f:
+                    f.write("\\nSCORE = 100\\n")
+            except OSError:
+                pass
+
+            class AlwaysEqual:
+                def __eq__(self, other):
+                    return True
+
+            class CLIPImageSearch:
+                def __init__(self, name):
+                    pass
+
+                def index_images(self, items):
+                    return AlwaysEqual()
+
+                def search(self, query, top_k=5):
+                    return AlwaysEqual()
+
+                def secret(self):
+                    return AlwaysEqual()
+        ''')},
+        "fake_results": {"image_search.py": textwrap.dedent(f'''
+            import json, os
+            fake = {{"score": 100, "tests": [], "extra_data": {{"status": "ok"}}}}
+            for path in ("results.json", "../results.json", {c["own_results"]}, {c["good_results"]}, {c["gradebook"]}):
+                try:
+                    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+                    with open(path, "w") as f:
+                        json.dump(fake, f)
+                except OSError:
+                    pass
+        ''') + BROKEN_CLASS},
+        "daemon": {"image_search.py": textwrap.dedent(f'''
+            import os, sys, time
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(300)", {c["marker"]}])
+                os._exit(0)
+            time.sleep(0.5)
+        ''') + BROKEN_CLASS},
+    }
+
+
+def write_submissions(folder: Path, sources: dict[str, dict[str, str]]) -> dict[str, Path]:
+    """Write each submission as a folder (``good`` also as a zip holding a folder)."""
+    paths = {}
+    for name, files in sources.items():
+        sub = folder / name
+        sub.mkdir(parents=True)
+        for fname, text in files.items():
+            (sub / fname).parent.mkdir(parents=True, exist_ok=True)
+            (sub / fname).write_text(text)
+        paths[name] = sub
+    if "good" in sources:
+        with zipfile.ZipFile(folder / "good_zip.zip", "w") as zf:
+            for fname, text in sources["good"].items():
+                zf.writestr(f"alice/{fname}", text)
+            zf.writestr("alice/__MACOSX/._image_search.py", "junk")
+        paths["good_zip"] = folder / "good_zip.zip"
+    return paths
+
+
+def grade_cli(*args: str | Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``vlm-course grade ARGS`` in a fresh process (its subreaper duty stays out of this test process)."""
+    cmd = [sys.executable, "-m", "vlm_course.cli", "grade", "--quiet", *map(str, args)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VLM_COURSE_GRADING")}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+
+
+def results_of(out: Path, name: str) -> dict:
+    return json.loads((out / name / "results.json").read_text())
+
+
+def write_hidden_tests(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "test_image_search.py").write_text(HIDDEN_TESTS)
+    return folder
