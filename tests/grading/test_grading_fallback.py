@@ -1,0 +1,45 @@
+"""The fallback sandbox (``--sandbox process``: no namespaces), as on a laptop or in non-root CI.
+
+It still enforces the limits, the wall-clock timeout and the death of whatever the worker started
+(the grader adopts orphans as a child subreaper); it does not hide files or cut the network.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import psutil
+import pytest
+from grading_cases import FULL_POINTS, grade_cli, hostile_sources, results_of, write_submissions
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory, hidden_tests):
+    root = tmp_path_factory.mktemp("fallback_class")
+    marker = f"vlm-grading-daemon-{uuid.uuid4().hex}"
+    ctx = dict.fromkeys(("port", "hidden_test", "solution", "sibling", "grader_file", "own_results", "good_results", "gradebook"), 0)
+    ctx["marker"] = marker
+    sources = {k: v for k, v in hostile_sources(ctx).items() if k in ("good", "loop_import", "exit_import", "daemon")}
+    paths = write_submissions(root / "subs", sources)
+    paths.pop("good_zip")
+    run = grade_cli(*paths.values(), "--tests", hidden_tests, "--out", root / "out", "--jobs", 2, "--timeout", 40,
+                    "--call-timeout", 8, "--memory-mb", 768, "--sandbox", "process")
+    leftover = [p.pid for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
+    return {"run": run, "out": root / "out", "leftover": leftover}
+
+
+def test_process_mode_grades_like_the_namespace_mode(graded):
+    assert graded["run"].returncode == 0, graded["run"].stderr[-3000:]
+    assert "weaker sandbox" in graded["run"].stderr
+    good = results_of(graded["out"], "good")
+    assert good["score"] == FULL_POINTS, good["output"]
+    assert good["extra_data"]["sandbox"]["mode"] == "process"
+    assert good["extra_data"]["sandbox"]["network"] == "none" and good["extra_data"]["sandbox"]["filesystem"] == "none"
+    expected = {"loop_import": "timeout", "exit_import": "crashed", "daemon": "daemon"}
+    for name, status in expected.items():
+        r = results_of(graded["out"], name)
+        assert r["score"] == 0.0 and r["extra_data"]["status"] == status, f"{name}: {r['output']}"
+
+
+def test_daemons_are_found_and_killed_without_namespaces(graded):
+    assert graded["leftover"] == [], f"the daemon survived: {graded['leftover']}"
