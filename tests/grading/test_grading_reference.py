@@ -37,6 +37,6 @@ def test_reference_image_search_earns_full_points_in_the_sandbox(tmp_path):
     r = results_of(tmp_path, "solutions")
     failed = {t["name"]: t["output"][-800:] for t in r["tests"] if t["status"] != "passed"}
     assert not failed, failed
-    assert r["score"] == _points_in(REPO / "tests" / "exercises" / "test_image_search.py") == 24
+    assert r["score"] == _points_in(REPO / "tests" / "exercises" / "test_image_search.py") > 0
     assert r["extra_data"]["status"] == "ok"
     assert r["extra_data"]["files"] == ["chatbot.py", "image_search.py"]

@@ -153,8 +153,11 @@ class Worker:
 
 def describe_error(exc: BaseException, worker: Worker) -> dict:
     mro = [c.__name__ for c in type(exc).__mro__ if getattr(builtins, c.__name__, None) is c]
+    raw_args = exc.args
+    if isinstance(exc, OSError) and exc.filename is not None:  # args lack the file name
+        raw_args = (exc.errno, exc.strerror, exc.filename) + ((None, exc.filename2) if exc.filename2 is not None else ())
     try:
-        args = protocol.encode(exc.args)
+        args = protocol.encode(raw_args)
     except TypeError:
         args = None
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() != Path(__file__).resolve()]

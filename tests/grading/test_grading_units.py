@@ -1,0 +1,373 @@
+"""Unit tests of the grader's parts: the JSON protocol, rebuilt exceptions, remote proxies (in the
+process sandbox, which runs anywhere), reading submissions, the records and the mount plan."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import textwrap
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vlm_course.grading import GRADER_VERSION, protocol, remote, report, runner, sandbox
+
+# ---- protocol -------------------------------------------------------------------------------------------
+
+
+def _roundtrip(value):
+    return protocol.decode(json.loads(json.dumps(protocol.encode(value))))
+
+
+def test_protocol_keeps_the_types_tests_check():
+    value = {
+        "tuple": (1, "a", None), "list": [True, 2.5], "set": {1, 2}, "frozen": frozenset({"x"}),
+        "keys": {1: "one", (2, 3): "pair"}, "tag": {"$t": "not a tag"}, "bytes": b"\x00\xff", "path": pathlib.Path("/x/y.png"),
+        "nan": float("nan"), "inf": float("-inf"), "f32": np.float32(0.25), "i64": np.int64(7), "flag": np.bool_(True),
+    }
+    back = _roundtrip(value)
+    assert back["tuple"] == (1, "a", None) and isinstance(back["tuple"], tuple)
+    assert back["list"] == [True, 2.5] and back["set"] == {1, 2} and back["frozen"] == frozenset({"x"})
+    assert back["keys"] == {1: "one", (2, 3): "pair"} and back["tag"] == {"$t": "not a tag"}
+    assert back["bytes"] == b"\x00\xff" and back["path"] == pathlib.Path("/x/y.png")
+    assert math.isnan(back["nan"]) and back["inf"] == float("-inf")
+    assert type(back["f32"]) is np.float32 and back["f32"] == np.float32(0.25)  # not silently a Python float
+    assert type(back["i64"]) is np.int64 and type(back["flag"]) is np.bool_
+    assert type(_roundtrip(3)) is int and type(_roundtrip(3.0)) is float and type(_roundtrip(True)) is bool
+
+
+def test_protocol_carries_images_arrays_and_tensors():
+    rgb = Image.new("RGB", (5, 3), (10, 20, 30))
+    rgb.putpixel((4, 2), (1, 2, 3))
+    pal = Image.new("P", (2, 2))
+    pal.putpalette([255, 0, 0] * 256)
+    for image in (rgb, rgb.convert("L"), rgb.convert("RGBA"), pal):
+        back = _roundtrip(image)
+        assert back.mode == image.mode and back.size == image.size and back.tobytes() == image.tobytes()
+    assert _roundtrip(pal).convert("RGB").getpixel((0, 0)) == (255, 0, 0)
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)[:, ::2]  # not contiguous
+    back = _roundtrip(arr)
+    assert back.dtype == np.float32 and back.shape == (3, 2) and np.array_equal(back, arr)
+    t = torch.arange(6, dtype=torch.bfloat16).reshape(2, 3)
+    back = _roundtrip(t)
+    assert back.dtype == torch.bfloat16 and torch.equal(back, t)
+
+
+def test_protocol_refuses_what_it_cannot_carry_safely():
+    with pytest.raises(TypeError, match="cannot send a builtins.function"):
+        protocol.encode(lambda: 1)
+    with pytest.raises(TypeError, match="cannot send"):
+        protocol.encode(np.array([object()], dtype=object))
+    bad = [
+        {"$t": "ndarray", "dtype": "<f4", "shape": [3], "v": "AAAA"},  # 3 bytes for 12
+        {"$t": "ndarray", "dtype": "|O", "shape": [1], "v": ""},
+        {"$t": "image", "mode": "RGB", "size": [100000, 100000], "v": ""},
+        {"$t": "pickle", "v": ""},
+        {"$t": "ref", "id": 1},
+    ]
+    for data in bad:
+        with pytest.raises(protocol.ProtocolError):
+            protocol.decode(data)
+
+
+def test_framing_over_a_pipe():
+    r, w = os.pipe()
+    try:
+        protocol.send(w, {"op": "ping", "x": [1, 2]})
+        assert protocol.receive(r, timeout=5) == {"op": "ping", "x": [1, 2]}
+        with pytest.raises(protocol.ChannelTimeout):
+            protocol.receive(r, timeout=0.2)
+        protocol.send(w, {"big": "x" * 1000})
+        with pytest.raises(protocol.ProtocolError, match="exceeds the 100-byte limit"):
+            protocol.receive(r, timeout=5, limit=100)  # the grader then kills the worker
+    finally:
+        os.close(w)
+        os.close(r)
+    r, w = os.pipe()
+    os.close(w)
+    with pytest.raises(protocol.ChannelClosed):
+        protocol.receive(r, timeout=5)
+    os.close(r)
+
+
+# ---- exceptions ---------------------------------------------------------------------------------------------
+
+
+def _err(exc: BaseException) -> dict:
+    from vlm_course.grading.worker import describe_error
+
+    try:
+        raise exc
+    except BaseException as caught:  # noqa: BLE001
+        return describe_error(caught, None)
+
+
+def test_exceptions_come_back_as_the_same_builtin_type():
+    with pytest.raises(ValueError, match=r"no_such_image\.png"):
+        raise remote.rebuild_exception(_err(ValueError("cannot read no_such_image.png")), "here")
+    key = remote.rebuild_exception(_err(KeyError("missing")), "here")
+    assert type(key) is KeyError and str(key) == "'missing'"
+    nf = remote.rebuild_exception(_err(FileNotFoundError(2, "No such file", "x.png")), "here")
+    assert type(nf) is FileNotFoundError and nf.filename == "x.png" and nf.errno == 2
+
+    class LearnerError(ValueError):
+        pass
+
+    custom = remote.rebuild_exception(_err(LearnerError("top_k must be >= 1")), "here")
+    assert type(custom) is ValueError and str(custom) == "top_k must be >= 1"
+    assert any("raised in the sandbox as" in n and "LearnerError" in n for n in custom.__notes__)
+    stop = remote.rebuild_exception(_err(SystemExit(3)), "calling chat")
+    assert isinstance(stop, remote.RemoteError) and not isinstance(stop, ValueError) and "SystemExit" in str(stop)
+
+
+# ---- remote proxies in the process sandbox ------------------------------------------------------------------
+
+CALC = '''
+import warnings
+import numpy as np
+
+
+class Calc:
+    def __init__(self, base=0):
+        self.base = base
+        self.history = []
+
+    def add(self, x):
+        if x < 0:
+            raise ValueError(f"negative: {x}")
+        self.base += x
+        self.history.append((x, self.base))
+        return self.base
+
+    def noisy(self):
+        warnings.warn("careful with noisy()", RuntimeWarning)
+        print("noisy was called")
+        return np.float32(1.5)
+
+    def pieces(self, n):
+        for i in range(n):
+            yield str(i)
+
+    def apply(self, fn):
+        return fn(1)
+
+    def loop(self):
+        while True:
+            pass
+'''
+
+
+@pytest.fixture
+def calc_session(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "image_search.py").write_text(CALC)
+    config = remote.SessionConfig(work_dir=str(work), shared_dirs=[], mode="process", call_timeout=3, max_restarts=1,
+                                  limits=sandbox.Limits(cpu_s=60, memory_mb=2048, nproc=64).as_dict())
+    session = remote.RemoteSession(config)
+    yield session
+    session.close()
+
+
+def test_proxies_forward_calls_values_errors_and_warnings(calc_session):
+    mod = calc_session.import_module("image_search")
+    calc = mod.Calc(3)
+    assert calc.add(4) == 7 and calc.history == [(4, 7)] and calc.base == 7
+    with pytest.raises(ValueError, match="negative: -1"):
+        calc.add(-1)
+    with pytest.warns(RuntimeWarning, match="careful with noisy"):
+        value = calc.noisy()
+    assert type(value) is np.float32
+    assert "noisy was called" in calc_session.take_output()
+    assert list(calc.pieces(3)) == ["0", "1", "2"]
+    with pytest.raises(TypeError, match="cannot send a builtins.function"):
+        calc.apply(lambda x: x)
+    with pytest.raises(AttributeError):
+        calc.no_such_method()
+    assert "Calc" in repr(calc)
+
+
+def test_a_looping_call_is_killed_and_the_worker_restarts_until_the_limit(calc_session):
+    mod = calc_session.import_module("image_search")
+    calc = mod.Calc()
+    with pytest.raises(remote.SandboxError, match=r"Calc\.loop\(\.\.\.\) did not finish within 3 s"):
+        calc.loop()
+    with pytest.raises(remote.SandboxError, match="it is gone"):
+        calc.add(1)  # the instance died with its worker
+    fresh = mod.Calc(1)  # the class reconnects by name in a new worker
+    assert fresh.add(1) == 2
+    with pytest.raises(remote.SandboxError):
+        fresh.loop()
+    with pytest.raises(remote.SandboxError, match="gave up after 2 worker failures"):
+        mod.Calc()
+    assert [e["kind"] for e in calc_session.events] == ["timeout", "timeout"]
+
+
+# ---- reading submissions --------------------------------------------------------------------------------------
+
+
+def test_a_folder_keeps_only_the_exercise_files(tmp_path):
+    sub = tmp_path / "bob"
+    (sub / "notes").mkdir(parents=True)
+    (sub / "image_search.py").write_text("A = 1\n")
+    (sub / "conftest.py").write_text("")
+    (sub / "notes" / "chatbot.py").write_text("")  # not at the top: refused
+    (sub / "chatbot.py").symlink_to("/etc/hostname")
+    (sub / "__pycache__").mkdir()
+    s = runner.read_submission(sub)
+    assert s.name == "bob" and s.files == {"image_search.py": b"A = 1\n"} and s.error is None
+    assert sorted(s.refused) == ["chatbot.py (not a regular file)", "conftest.py", "notes/chatbot.py"]
+
+
+def test_a_zip_with_one_top_folder_matches_the_same_folder(tmp_path):
+    folder = tmp_path / "carol"
+    folder.mkdir()
+    (folder / "image_search.py").write_text("A = 1\n")
+    with zipfile.ZipFile(tmp_path / "carol.zip", "w") as zf:
+        zf.writestr("carol/image_search.py", "A = 1\n")
+        zf.writestr("__MACOSX/carol/._image_search.py", "junk")
+    from_zip = runner.read_submission(tmp_path / "carol.zip")
+    assert from_zip.name == "carol" and from_zip.files == {"image_search.py": b"A = 1\n"} and from_zip.refused == []
+    assert from_zip.sha256 == runner.read_submission(folder).sha256
+    with zipfile.ZipFile(tmp_path / "big.zip", "w") as zf:
+        zf.writestr("image_search.py", "#" * (runner.MAX_FILE_BYTES + 1))
+    assert runner.read_submission(tmp_path / "big.zip").refused == ["image_search.py (larger than 1024 KiB)"]
+    (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 not a zip")
+    assert "not a folder or a .zip" in runner.read_submission(tmp_path / "broken.zip").error
+    assert "no such file" in runner.read_submission(tmp_path / "nobody").error
+
+
+# ---- records ------------------------------------------------------------------------------------------------------
+
+
+def _data(**over):
+    tests = [
+        {"nodeid": "t/test_image_search.py::test_a", "group": "image_search", "name": "test_a", "points": 2.0,
+         "phases": {"setup": "passed", "call": "passed", "teardown": "passed"}, "message": "", "output": "hi"},
+        {"nodeid": "t/test_image_search.py::test_b", "group": "image_search", "name": "test_b", "points": 1.0,
+         "phases": {"setup": "passed", "call": "passed", "teardown": "failed"}, "message": "teardown broke", "output": ""},
+        {"nodeid": "t/test_chatbot.py::test_c", "group": "chatbot", "name": "test_c", "points": 3.0,
+         "phases": {"setup": "failed"}, "message": "chatbot.py is missing", "output": ""},
+        {"nodeid": "t/test_chatbot.py::test_d", "group": "chatbot", "name": "test_d", "points": 1.0, "phases": {},
+         "message": "", "output": ""},
+    ]
+    data = {"finished": False, "tests": tests, "collection_errors": [], "events": [
+        {"module": "chatbot", "kind": "missing", "detail": "the file is missing from the submission", "test": None},
+        {"module": "image_search", "kind": "timeout", "detail": "x did not finish", "test": None}],
+        "protections": {"mode": "process"}, "worker_output": {}}
+    data.update(over)
+    return data
+
+
+META = {"name": "dave", "source": "/s/dave", "submission_sha256": "a" * 64, "tests_sha256": "b" * 64,
+        "grader_version": GRADER_VERSION, "files": ["image_search.py"], "refused": ["conftest.py"]}
+
+
+def test_results_follow_gradescope_and_count_only_clean_passes():
+    r = report.build_results(META, _data(), "", runner.GradeOptions(), 12.34)
+    assert set(r) >= {"score", "execution_time", "output", "tests"} and r["score"] == 2.0 and r["execution_time"] == 12.3
+    assert [(t["name"], t["score"], t["max_score"], t["status"]) for t in r["tests"]] == [
+        ("image_search: test_a", 2.0, 2.0, "passed"), ("image_search: test_b", 0.0, 1.0, "failed"),
+        ("chatbot: test_c", 0.0, 3.0, "failed"), ("chatbot: test_d", 0.0, 1.0, "failed")]
+    assert all(t["visibility"] == "visible" for t in r["tests"])
+    assert "printed by the submission during this test ---\nhi" in r["tests"][0]["output"]
+    assert "not run: grading of this submission was stopped" in r["tests"][3]["output"]
+    extra = r["extra_data"]
+    assert extra["status"] == "timeout" and extra["complete"] is True  # the most serious event wins
+    assert extra["details"] == ["chatbot.py: the file is missing from the submission", "image_search.py: x did not finish",
+                                "refused files: conftest.py"]
+    assert extra["groups"] == {"image_search": {"score": 2.0, "max_score": 3.0}, "chatbot": {"score": 0.0, "max_score": 4.0}}
+    assert extra["submission_sha256"] == "a" * 64 and extra["tests_sha256"] == "b" * 64 and extra["grader_version"] == GRADER_VERSION
+    broken = report.build_results(META, _data(collection_errors=["t/test_x.py: SyntaxError"]), "", runner.GradeOptions(), 1)
+    assert broken["extra_data"]["status"] == "error" and broken["extra_data"]["complete"] is False
+    assert report.build_results(META, None, "Traceback: boom", runner.GradeOptions(), 1)["extra_data"]["status"] == "error"
+
+
+def test_gradebook_summary_and_skipping(tmp_path):
+    ok = report.build_results(META, _data(), "", runner.GradeOptions(), 1.0)
+    err = report.error_results(dict(META, name="erin"), "cannot read the submission", 0.5)
+    path = tmp_path / "out" / "gradebook.csv"
+    report.write_gradebook(path, [ok, err])
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("submission,image_search,chatbot,total,max_score,status,details,submission_sha256")
+    assert lines[1].startswith("dave,2,0,2,7,timeout,") and lines[2].startswith("erin,,,0,0,error,cannot read")
+    table = report.summary_table([ok, err])
+    assert "dave" in table and "2/3" in table and "0/4" in table and "2/7" in table and "timeout" in table
+    results = tmp_path / "out" / "dave" / "results.json"
+    report.write_json_atomic(results, ok)
+    assert sorted(p.name for p in results.parent.iterdir()) == ["results.json"]
+    assert runner.previous_result(results, "a" * 64, "b" * 64) == ok
+    assert runner.previous_result(results, "c" * 64, "b" * 64) is None  # the submission changed
+    assert runner.previous_result(results, "a" * 64, "c" * 64) is None  # the tests changed
+    report.write_json_atomic(results, err | {"extra_data": dict(err["extra_data"], submission_sha256="a" * 64, tests_sha256="b" * 64)})
+    assert runner.previous_result(results, "a" * 64, "b" * 64) is None  # errors are graded again
+
+
+def test_a_results_file_is_written_even_when_reading_fails(tmp_path):
+    out = runner.grade(tmp_path / "missing.zip", runner.GradeOptions(out_dir=tmp_path / "out"))
+    saved = json.loads((tmp_path / "out" / "missing" / "results.json").read_text())
+    assert saved == out and out["score"] == 0.0 and out["extra_data"]["status"] == "error"
+
+
+# ---- the mount plan ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="Linux only")
+def test_the_mount_plan_hides_the_tests_and_keeps_python(tmp_path):
+    tests, out, work, shared = (tmp_path / n for n in ("tests", "out", "work", "shared"))
+    for d in (tests, out, work, shared):
+        d.mkdir()
+    spec = sandbox.SandboxSpec(work_dir=work, shared_dirs=[shared], hidden=[tests, out, pathlib.Path("/")], uid=61234)
+    plan = sandbox.mount_plan(spec)
+    hidden = dict(plan.hide)
+    kept = dict(plan.keep)
+    assert pathlib.Path("/") not in hidden, "never cover the root"
+    assert hidden[pathlib.Path("/tmp").resolve()] == "1777"
+    assert any(sandbox._under(sandbox.REPO_DIR, h) for h in hidden), "the repository (solutions/, tests/) is covered"
+    assert kept.get(work.resolve()) is True and kept.get(shared.resolve()) is True
+    assert any(sandbox._under(sandbox.PACKAGE_DIR, k) and not rw for k, rw in kept.items())
+    assert not any(sandbox._under(tests.resolve(), k) for k in kept) and not any(sandbox._under(out.resolve(), k) for k in kept)
+    script = sandbox.setup_script(plan, spec)
+    assert "setpriv --reuid=61234 --regid=61234 --clear-groups --no-new-privs" in script
+    assert script.strip().endswith("wait $!")
+
+
+def test_the_worker_environment_is_scrubbed(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    env = sandbox.worker_env(sandbox.SandboxSpec(work_dir=tmp_path), "process")
+    assert "HF_TOKEN" not in env and "HTTPS_PROXY" not in env
+    assert env["HF_HUB_OFFLINE"] == "1" and env["VLM_COURSE_PROFILE"] == "toy" and env["HOME"] == str(tmp_path)
+
+
+def test_worker_limits_cannot_be_raised_back(tmp_path):
+    code = textwrap.dedent('''
+        import resource, sys
+        from vlm_course.grading.worker import apply_limits
+        apply_limits({"cpu_s": 50, "memory_mb": 1024, "nproc": 10, "fsize_mb": 2})
+        print(resource.getrlimit(resource.RLIMIT_FSIZE), resource.getrlimit(resource.RLIMIT_AS), resource.getrlimit(resource.RLIMIT_CPU))
+        try:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (2**40, 2**40))
+        except ValueError:
+            print("refused")
+    ''')
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.split("\n")
+    assert out[0] == f"(2097152, 2097152) ({1024 * 2**20}, {1024 * 2**20}) (50, 55)"
+    assert out[1] == "refused"
+
+
+def test_warnings_filters_of_the_trusted_side_apply():
+    reply = {"ok": None, "warnings": [{"category": "DeprecationWarning", "message": "old", "filename": "x.py", "lineno": 3}]}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        remote._answer(None, reply, "test")
+    assert [(w.category, str(w.message), w.lineno) for w in caught] == [(DeprecationWarning, "old", 3)]
