@@ -15,7 +15,6 @@ import textwrap
 import zipfile
 from pathlib import Path
 
-
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-7f1c2a"  # known to the hidden tests and the instructor's reference only
 

@@ -14,7 +14,6 @@ import hashlib
 import socket
 import threading
 import uuid
-from pathlib import Path
 
 import psutil
 import pytest

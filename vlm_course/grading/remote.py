@@ -25,7 +25,6 @@ import builtins
 import json
 import os
 import signal
-import sys
 import threading
 import time
 import warnings
