@@ -25,6 +25,7 @@ import builtins
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 import warnings
@@ -214,7 +215,8 @@ class Worker:
             try:
                 protocol.send(self.req_w, {"op": "bye"}, timeout=2)
                 protocol.receive(self.rep_r, timeout=5)
-            except protocol.ProtocolError:
+                self.launched.popen.wait(timeout=10)  # a clean exit (its CPU time is then accounted to us)
+            except (protocol.ProtocolError, subprocess.TimeoutExpired):
                 pass
         if self.launched is not None:
             self.launched.kill()

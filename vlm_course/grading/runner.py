@@ -271,7 +271,8 @@ def _run_tests(sub: Submission, options: GradeOptions, slot: int) -> tuple[dict 
             except subprocess.TimeoutExpired:
                 killed = True
             finally:
-                sandbox.kill_tree(proc.pid)
+                if proc.poll() is None:
+                    sandbox.kill_tree(proc.pid)
                 proc.wait()
                 with _LOCK:
                     ACTIVE.discard(proc.pid)

@@ -379,6 +379,8 @@ class Launched:
 
     def kill(self) -> None:
         """SIGKILL the worker and everything it started (its namespace, or its session and orphans)."""
+        if self.popen.poll() is not None:  # already ended and reaped: its pid may belong to someone else now
+            return
         kill_tree(self.popen.pid)
         try:
             self.popen.wait(timeout=10)
