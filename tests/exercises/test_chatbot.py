@@ -22,6 +22,7 @@ from vlm_course.toybuild.data import eval_scenes
 
 MODEL = "llava-hf/llava-1.5-7b-hf"
 N_SCENES = 6
+N_ORACLE = 2  # scenes whose replies are also checked against the oracle (the prompt format)
 STAT_KEYS = (
     "turn", "prompt_tokens", "reused_tokens", "tokens_prefilled", "new_tokens", "context_tokens",
     "dropped_turns", "time_to_first_token_s", "total_s", "tokens_per_s",
@@ -149,34 +150,36 @@ def _right(scene: sw.Scene, question: str, reply: str) -> bool:
 def test_describes_shapesworld_scenes(make_bot, oracle, scenes, images):
     bot = make_bot()
     replies = []
-    for image in images:
+    for i, image in enumerate(images):
         bot.set_image(image)
         reply = bot.chat("Describe this image.")
         assert isinstance(reply, str), f"chat must return a str, got {type(reply).__name__}"
-        assert reply == oracle.reply(image, [], "Describe this image."), (
-            "the reply differs from the model's own greedy reply to the chat-template prompt: check the "
-            "messages (image in the first user message), add_generation_prompt=True and greedy decoding"
-        )
+        if i < N_ORACLE:
+            assert reply == oracle.reply(image, [], "Describe this image."), (
+                "the reply differs from the model's own greedy reply to the chat-template prompt: check the "
+                "messages (image in the first user message), add_generation_prompt=True and greedy decoding"
+            )
         replies.append(reply)
     right = [r == sw.describe_reply(s) for r, s in zip(replies, scenes, strict=True)]
-    assert sum(right) >= N_SCENES - 1, f"descriptions {replies} vs expected {[sw.describe_reply(s) for s in scenes]}"
+    assert sum(right) >= N_SCENES - 2, f"descriptions {replies} vs expected {[sw.describe_reply(s) for s in scenes]}"
 
 
 @pytest.mark.points(2)
 def test_answers_count_and_colour_questions(make_bot, oracle, scenes, images):
     bot = make_bot()
     asked, right = [], []
-    for scene, image in zip(scenes, images, strict=True):
+    for i, (scene, image) in enumerate(zip(scenes, images, strict=True)):
         bot.set_image(image)
         unique = [o.shape for o in scene.objects if sum(p.shape == o.shape for p in scene.objects) == 1]
         second = f"What color is the {unique[0]}?" if unique else f"How many {scene.objects[0].shape}s are there?"
         for question in ("How many shapes are there?", second):
             bot.clear_history()
             reply = bot.chat(question)
-            assert reply == oracle.reply(image, [], question), f"{question!r}: reply differs from the model's own greedy reply"
+            if i < N_ORACLE:
+                assert reply == oracle.reply(image, [], question), f"{question!r}: reply differs from the model's own greedy reply"
             asked.append((question, reply, sw.answer(scene, question)))
             right.append(_right(scene, question, reply))
-    assert sum(right) >= len(right) - 1, f"(question, reply, answer): {asked}"
+    assert sum(right) >= len(right) - 3, f"(question, reply, answer): {asked}"
 
 
 # ---- the conversation ------------------------------------------------------------------------------
@@ -272,7 +275,7 @@ def test_each_turn_prefills_only_its_new_tokens(conversations):
 
 
 @pytest.mark.points(2)
-def test_thirty_turns_stay_within_the_context(make_bot, scenes, images):
+def test_thirty_turns_stay_within_the_context(make_bot, oracle, scenes, images):
     limit = 160
     bot = make_bot(max_context=limit, max_new_tokens=16)
     bot.set_image(images[5])
@@ -287,10 +290,14 @@ def test_thirty_turns_stay_within_the_context(make_bot, scenes, images):
         assert stats["context_tokens"] <= limit, f"turn {i + 1} used {stats['context_tokens']} tokens > max_context={limit}"
     reply = bot.chat("Describe this image.")
     assert _stats(bot)["context_tokens"] <= limit
+    assert _stats(bot)["prompt_tokens"] >= oracle.prompt_tokens(images[5], [], "Describe this image."), (
+        "the prompt must still hold the image and the newest message"
+    )
     assert len(bot.history) == 30, "history lists every turn, also those dropped from the prompt"
     assert sum(s["dropped_turns"] for s in bot.stats) > 0, "30 turns cannot fit in 160 tokens: old turns must be dropped"
-    assert reply == sw.describe_reply(scene), f"the image must stay in the prompt; turn 30 replied {reply!r}"
-    assert sum(right) >= 26, f"answers stopped being right as the conversation grew: {right}"
+    assert reply.startswith("The image shows"), f"turn 30 should describe the image, got {reply!r}"
+    # the answers depend on the image: right far above chance means the image stayed in the prompt
+    assert sum(right) >= 24, f"answers stopped being right as the conversation grew: {right}"
 
 
 # ---- options, statistics and errors ----------------------------------------------------------------
