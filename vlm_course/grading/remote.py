@@ -149,6 +149,7 @@ class Worker:
         return self.launched is not None and self.dead is None
 
     def ensure(self) -> None:
+        __tracebackhide__ = True  # pytest: show the test's line, not the proxy's
         if self.alive:
             return
         if self.session.out_of_time():
@@ -241,6 +242,7 @@ class Worker:
 
     def request(self, message: dict, what: str, timeout: float | None = None) -> dict:
         """Send one request and wait for its answer; SandboxError if the worker fails meanwhile."""
+        __tracebackhide__ = True
         self.ensure()
         budget = self.session.call_budget() if timeout is None else timeout
         if self._release:
@@ -419,6 +421,7 @@ def rebuild_exception(err: dict, where: str) -> BaseException:
 
 
 def _answer(worker: Worker, reply: dict, where: str, path: tuple | None = None, label: str | None = None) -> Any:
+    __tracebackhide__ = True
     for w in reply.get("warnings") or []:
         if not isinstance(w, dict):
             continue
@@ -439,6 +442,7 @@ def _answer(worker: Worker, reply: dict, where: str, path: tuple | None = None, 
 
 
 def _import(worker: Worker, module: str) -> RemoteObject:
+    __tracebackhide__ = True
     where = f"importing {module}.py"
     reply = worker.request({"op": "import", "module": module}, where)
     return _answer(worker, reply, where, path=(module,))
@@ -473,6 +477,7 @@ class RemoteObject:
 
     def _live(self) -> RemoteObject:
         """This proxy, or (after a worker restart) the same module attribute in the new worker."""
+        __tracebackhide__ = True
         w = self._worker
         if self._generation == w.generation and w.alive:
             return self
@@ -488,29 +493,35 @@ class RemoteObject:
         return obj
 
     def _call(self, message: dict, what: str, path: tuple | None = None, label: str | None = None) -> Any:
+        __tracebackhide__ = True
         live = self._live()
         message["ref"] = {"id": live._id}
         reply = live._worker.request(message, what)
         return _answer(live._worker, reply, what, path, label)
 
     def _request_attr(self, name: str) -> Any:
+        __tracebackhide__ = True
         path = self._path + (name,) if self._path else None
         label = f"{self._short()}.{name}"
         return self._call({"op": "getattr", "name": name}, label, path, label)
 
     def __getattr__(self, name: str) -> Any:
+        __tracebackhide__ = True
         if name.startswith("__") and name.endswith("__") and name not in ("__name__", "__qualname__", "__doc__", "__module__"):
             raise AttributeError(name)
         return self._request_attr(name)
 
     def __setattr__(self, name: str, value: Any) -> None:
+        __tracebackhide__ = True
         live = self._live()
         self._call({"op": "setattr", "name": name, "value": _encode_args(value, live._worker)}, f"setting {self._label()}.{name}")
 
     def __delattr__(self, name: str) -> None:
+        __tracebackhide__ = True
         self._call({"op": "delattr", "name": name}, f"deleting {self._label()}.{name}")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
         live = self._live()
         return self._call(
             {"op": "call", "args": _encode_args(list(args), live._worker), "kwargs": _encode_args(kwargs, live._worker)},
@@ -518,34 +529,43 @@ class RemoteObject:
         )
 
     def _method(self, name: str, *args: Any) -> Any:
+        __tracebackhide__ = True
         live = self._live()
         return self._call({"op": "method", "name": name, "args": _encode_args(list(args), live._worker)},
                           f"{self._label()}.{name}")
 
     def _builtin(self, name: str, *args: Any) -> Any:
+        __tracebackhide__ = True
         live = self._live()
         return self._call({"op": "builtin", "name": name, "args": _encode_args(list(args), live._worker)},
                           f"{name}({self._label()})")
 
     def __len__(self) -> int:
+        __tracebackhide__ = True
         return self._builtin("len")
 
     def __iter__(self):
+        __tracebackhide__ = True
         return self._builtin("iter")
 
     def __next__(self):
+        __tracebackhide__ = True
         return self._builtin("next")
 
     def __getitem__(self, key: Any) -> Any:
+        __tracebackhide__ = True
         return self._method("__getitem__", key)
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        __tracebackhide__ = True
         self._method("__setitem__", key, value)
 
     def __contains__(self, item: Any) -> bool:
+        __tracebackhide__ = True
         return self._method("__contains__", item)
 
     def __bool__(self) -> bool:
+        __tracebackhide__ = True
         return self._builtin("bool")
 
     def __str__(self) -> str:
