@@ -313,10 +313,10 @@ class Batcher:
         rendered = [self.fmt.render(s.turns, n_images=len(s.images)) for s in samples]
         enc = self.tokenizer([t for t, _ in rendered], return_offsets_mapping=True)
         rows_ids, rows_labels = [], []
-        for ids, offsets, (_, spans) in zip(enc["input_ids"], enc["offset_mapping"], rendered):
+        for ids, offsets, (_, spans) in zip(enc["input_ids"], enc["offset_mapping"], rendered, strict=True):
             out_ids: list[int] = []
             out_labels: list[int] = []
-            for tok, (_, end) in zip(ids, offsets):
+            for tok, (_, end) in zip(ids, offsets, strict=True):
                 if tok == self.image_id:
                     out_ids += [tok] * self.tokens_per_image
                     out_labels += [-100] * self.tokens_per_image
@@ -348,11 +348,19 @@ def project_cached(model, feats: torch.Tensor) -> torch.Tensor:
     return torch.cat(packed)
 
 
-def batch_loss(model, batcher: Batcher, feats: torch.Tensor, samples: Sequence[Sample]) -> torch.Tensor:
-    """Language-model loss on the replies of ``samples`` (vision features from the cache)."""
+def batch_loss(model, batcher: Batcher, feats: torch.Tensor, samples: Sequence[Sample], pixels: torch.Tensor | None = None) -> torch.Tensor:
+    """Language-model loss on the replies of ``samples``: vision features from the cache, or
+    computed from ``pixels`` (N, views, 3, H, W) through the vision tower when it is trained."""
     batch = batcher(samples)
     embeds = model.get_input_embeddings()(batch["input_ids"])
-    images = project_cached(model, feats[[i for s in samples for i in s.images]])
+    idx = [i for s in samples for i in s.images]
+    if pixels is not None:
+        chosen = pixels[idx]
+        out = model.model.vision_tower(chosen.flatten(0, 1).float(), output_hidden_states=True)
+        feats_now = out.hidden_states[model.config.vision_feature_layer][:, 1:].unflatten(0, chosen.shape[:2])
+        images = project_cached(model, feats_now)
+    else:
+        images = project_cached(model, feats[idx])
     mask = (batch["input_ids"] == batcher.image_id).unsqueeze(-1)
     embeds = embeds.masked_scatter(mask, images.to(embeds.dtype))
     hidden = model.model.language_model(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).last_hidden_state
@@ -370,10 +378,15 @@ class Mix:
     describe_only: bool = False
     compare: float = 0.0
     max_turns: int = 4
+    long_share: float = 0.0  # share of batches with longer chats (max_turns + 1 .. long_turns turns)
+    long_turns: int = 12
 
     def draw_batch(self, size: int, scenes: Sequence[sw.Scene], rng: random.Random) -> list[Sample]:
         """``size`` samples; conversations in one batch share their number of turns (little padding)."""
-        turns = rng.randint(1, self.max_turns)
+        if rng.random() < self.long_share:
+            turns = rng.randint(self.max_turns + 1, self.long_turns)
+        else:
+            turns = rng.randint(1, self.max_turns)
         return [self.draw(len(scenes), scenes, rng, turns) for _ in range(size)]
 
     def draw(self, n_pool: int, scenes: Sequence[sw.Scene], rng: random.Random, turns: int = 1) -> Sample:
@@ -385,15 +398,21 @@ class Mix:
         return Sample(sample_turns(scenes[i], rng, describe_only=self.describe_only, turns=turns), [i])
 
 
-def train_stage(model, batcher, feats, scenes, mix: Mix, *, steps: int, lr: float, batch_size: int, seed: int, desc: str) -> dict:
+def train_stage(model, batcher, feats, scenes, mix: Mix, *, steps: int, lr: float, batch_size: int, seed: int, desc: str,
+                pixels: torch.Tensor | None = None) -> dict:
+    """One training stage; with ``pixels`` the vision tower is trained too, else it stays frozen."""
     rng = random.Random(seed)
-    params = [p for n, p in model.named_parameters() if not n.startswith("model.vision_tower")]
+    for p in model.model.vision_tower.parameters():
+        p.requires_grad_(pixels is not None)
+    params = [p for p in model.parameters() if p.requires_grad]
 
     def loss_fn(step: int) -> torch.Tensor:
         samples = mix.draw_batch(batch_size, scenes, rng)
-        return batch_loss(model, batcher, feats, samples)
+        return batch_loss(model, batcher, feats, samples, pixels)
 
-    return fit(model, loss_fn, steps, lr, params=params, desc=desc)
+    stats = fit(model, loss_fn, steps, lr, params=params, desc=desc)
+    _freeze_vision(model)
+    return stats
 
 
 # --- evaluation (through the public API, as a learner would) -----------------------------------
@@ -443,8 +462,8 @@ def evaluate(name: str, model_dir: Path, n: int = 200) -> dict[str, float]:
     scores: dict[str, float] = {}
 
     prompts = [sw.DESCRIBE_PROMPTS[i % 2] for i in range(n)]
-    replies = chat(processor, model, [[user_message(p, [im])] for p, im in zip(prompts, images)])
-    scores["describe_exact"] = float(np.mean([r == sw.describe_reply(s) for r, s in zip(replies, scenes)]))
+    replies = chat(processor, model, [[user_message(p, [im])] for p, im in zip(prompts, images, strict=True)])
+    scores["describe_exact"] = float(np.mean([r == sw.describe_reply(s) for r, s in zip(replies, scenes, strict=True)]))
 
     swapped = chat(processor, model, [[user_message(p, [images[(i + 1) % n]])] for i, p in enumerate(prompts)])
     differ = [i for i in range(n) if scenes[i].caption != scenes[(i + 1) % n].caption]
@@ -452,13 +471,13 @@ def evaluate(name: str, model_dir: Path, n: int = 200) -> dict[str, float]:
 
     qas = [sw.sample_qa(s, rng) for s in scenes]
     asked = [vary_case(qa.question[0].upper() + qa.question[1:], rng) for qa in qas]
-    replies = chat(processor, model, [[user_message(q, [im])] for q, im in zip(asked, images)])
-    scores["answer_word"] = float(np.mean([sw.find_answer_word(r, qa.kind) == qa.answer for r, qa in zip(replies, qas)]))
+    replies = chat(processor, model, [[user_message(q, [im])] for q, im in zip(asked, images, strict=True)])
+    scores["answer_word"] = float(np.mean([sw.find_answer_word(r, qa.kind) == qa.answer for r, qa in zip(replies, qas, strict=True)]))
 
     convs = [sw.sample_conversation(s, 3, rng) for s in scenes]
-    replies = chat(processor, model, [_history(c[:2], c[2][0], [im]) for c, im in zip(convs, images)])
+    replies = chat(processor, model, [_history(c[:2], c[2][0], [im]) for c, im in zip(convs, images, strict=True)])
     right = []
-    for r, c, s in zip(replies, convs, scenes):
+    for r, c, s in zip(replies, convs, scenes, strict=True):
         q = c[2][0]
         if sw.normalize_question(q) in {sw.normalize_question(p) for p in sw.DESCRIBE_PROMPTS}:
             right.append(r == sw.describe_reply(s))
@@ -470,10 +489,10 @@ def evaluate(name: str, model_dir: Path, n: int = 200) -> dict[str, float]:
         others = eval_scenes(n, offset=1)
         replies = chat(
             processor, model,
-            [[user_message(sw.COMPARE_PROMPT, [im, o.render()])] for im, o in zip(images, others)],
+            [[user_message(sw.COMPARE_PROMPT, [im, o.render()])] for im, o in zip(images, others, strict=True)],
             max_new_tokens=64,
         )
-        scores["compare_exact"] = float(np.mean([r == sw.compare_reply(a, b) for r, a, b in zip(replies, scenes, others)]))
+        scores["compare_exact"] = float(np.mean([r == sw.compare_reply(a, b) for r, a, b in zip(replies, scenes, others, strict=True)]))
     return scores
 
 
@@ -482,10 +501,12 @@ def evaluate(name: str, model_dir: Path, n: int = 200) -> dict[str, float]:
 TRAIN_SEED = 1_000  # training scenes; evaluation uses data.EVAL_SEED
 PLANS: dict[str, dict] = {
     # pool: training scenes; each stage: (steps, max lr, batch size)
-    "llava": {"pool": 8000, "stage1": (1500, 1e-3, 32), "stage2": (2000, 5e-4, 32)},
-    "llava-next": {"pool": 4000, "stage": (600, 3e-4, 16)},
+    "llava": {"pool": 8000, "stage1": (1200, 1.5e-3, 16), "stage2": (1500, 7e-4, 16), "stage3": (1300, 5e-4, 16),
+              "stage4": (1300, 4e-4, 16)},
+    "llava-next": {"pool": 4000, "stage": (600, 5e-4, 16)},
 }
-SMOKE_PLAN = {"pool": 24, "stage1": (3, 1e-3, 4), "stage2": (3, 5e-4, 4), "stage": (3, 3e-4, 2)}
+SMOKE_PLAN = {"pool": 24, "stage1": (3, 1e-3, 4), "stage2": (3, 5e-4, 4), "stage3": (3, 5e-4, 4), "stage4": (3, 4e-4, 4),
+              "stage": (3, 3e-4, 2)}
 
 
 def tokens_per_image(processor) -> int:
@@ -495,12 +516,16 @@ def tokens_per_image(processor) -> int:
     return int((ids == processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)).sum())
 
 
-def cached_features(model, processor, scenes: Sequence[sw.Scene]) -> torch.Tensor:
-    """(N, views, tokens, width) frozen vision features of the training scenes."""
+def scene_pixels(processor, scenes: Sequence[sw.Scene]) -> torch.Tensor:
+    """(N, views, 3, H, W) processed pixels of the training scenes (views: 1 for LLaVA, base + tiles for NeXT)."""
     pixels = process_scenes(processor.image_processor, scenes)
-    views = 1 if pixels.dim() == 4 else pixels.shape[1]
-    feats = image_features(model, pixels.flatten(0, 1) if views > 1 else pixels)
-    return feats.unflatten(0, (len(scenes), views))
+    return pixels.unsqueeze(1) if pixels.dim() == 4 else pixels
+
+
+def cached_features(model, processor, scenes: Sequence[sw.Scene], pixels: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, views, tokens, width) frozen vision features of the training scenes."""
+    pixels = scene_pixels(processor, scenes) if pixels is None else pixels
+    return image_features(model, pixels.flatten(0, 1)).unflatten(0, pixels.shape[:2])
 
 
 def _freeze_vision(model) -> None:
@@ -572,16 +597,20 @@ def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path
     _freeze_vision(model)
 
     scenes = sw.sample_scenes(plan["pool"], TRAIN_SEED + (0 if name == "llava" else 1))
-    feats = cached_features(model, processor, scenes)
+    pixels = scene_pixels(processor, scenes)
+    feats = cached_features(model, processor, scenes, pixels)
     n_tokens = tokens_per_image(processor)
     batcher = Batcher(tokenizer, FORMATS[name], n_tokens)
 
     stages = []
     if name == "llava":
-        for key, mix in (("stage1", Mix(describe_only=True)), ("stage2", Mix(max_turns=4))):
+        for key, mix, train_vision in (("stage1", Mix(describe_only=True), False), ("stage2", Mix(max_turns=4), False),
+                                       ("stage3", Mix(max_turns=4, long_share=0.25), True),
+                                       ("stage4", Mix(max_turns=4, long_share=0.25), True)):
             steps, lr, bs = plan[key]
             stages.append(train_stage(model, batcher, feats, scenes, mix, steps=steps, lr=lr, batch_size=bs,
-                                      seed=TRAIN_SEED + len(stages), desc=f"llava {key}"))
+                                      seed=TRAIN_SEED + len(stages), desc=f"llava {key}",
+                                      pixels=pixels if train_vision else None))
     else:
         steps, lr, bs = plan["stage"]
         stages.append(train_stage(model, batcher, feats, scenes, Mix(compare=0.25, max_turns=4), steps=steps, lr=lr,
@@ -592,20 +621,30 @@ def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path
 
     scores = evaluate(name, out_dir, n=4 if smoke else 200)
     info["scores"] = scores
+    write_card(name, out_dir, model, plan, scores, train_seconds)
+    return info
+
+
+def recipe_text(name: str, plan: dict) -> str:
+    """The model card's recipe section for ``plan`` (see ``PLANS``)."""
     if name == "llava":
-        (s1, l1, b1), (s2, l2, b2) = plan["stage1"], plan["stage2"]
-        recipe = (
-            f"Vision tower copied from the toy CLIP and frozen throughout (as in LLaVA-1.5); its features for "
-            f"{plan['pool']} training scenes are computed once.\n\n"
-            f"1. Alignment (stage 1): projector + language model learn \"What is shown in this image?\" / "
+        (s1, l1, b1), (s2, l2, b2), (s3, l3, b3), (s4, l4, b4) = (plan[f"stage{i}"] for i in range(1, 5))
+        return (
+            f"Vision tower copied from the toy CLIP; {plan['pool']} training scenes. While the vision tower is frozen "
+            f"its features are computed once and cached.\n\n"
+            f"1. Alignment (stage 1, vision frozen): projector + language model learn \"What is shown in this image?\" / "
             f"\"Describe this image.\" -> \"The image shows {{caption}}.\"; {s1} steps, batch {b1}, AdamW, OneCycle max lr {l1}.\n"
-            f"2. Visual instruction tuning (stage 2): conversations of 1-4 turns about one scene (describe prompts and "
-            f"every question type, typed in any capitalisation; earlier turns in the prompt; loss on every reply); "
-            f"{s2} steps, batch {b2}, OneCycle max lr {l2}."
+            f"2. Visual instruction tuning (stage 2, vision frozen as in LLaVA-1.5): conversations of 1-4 turns about one "
+            f"scene (describe prompts and every question type, typed in any capitalisation; earlier turns in the prompt; "
+            f"loss on every reply); {s2} steps, batch {b2}, OneCycle max lr {l2}.\n"
+            f"3. The same conversations, a quarter of the batches 5-12 turns long (so that long chats keep working), "
+            f"with the vision tower trainable too (as later LLaVA versions do; the toy CLIP alone is too coarse for "
+            f"counting and colour questions); {s3} steps, batch {b3}, OneCycle max lr {l3}.\n"
+            f"4. A second round of stage 3 (new data order, fresh OneCycle): {s4} steps, batch {b4}, max lr {l4}."
         )
     else:
         s, lr, bs = plan["stage"]
-        recipe = (
+        return (
             "Starts from the toy LLaVA's trained vision tower (frozen), projector and language model (Llama weights "
             "loaded into the Mistral architecture, same layout); `image_newline` is new.\n\n"
             f"1. Visual instruction tuning with the Mistral template and any-res image tokens on {plan['pool']} scenes: "
@@ -613,8 +652,15 @@ def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path
             f"\"Compare these two images.\" -> \"The first image shows ... The second image shows ...\"; "
             f"{s} steps, batch {bs}, OneCycle max lr {lr}."
         )
-    write_model_card(
+
+
+def write_card(name: str, out_dir: Path, model, plan: dict, scores: dict[str, float], train_seconds: float,
+               note: str = "") -> Path:
+    """README.md of a toy LLaVA checkpoint: architecture, recipe (plus ``note``), measured scores."""
+    processor = load(name, out_dir)[0]
+    recipe = recipe_text(name, plan) + (f"\n\n{note}" if note else "")
+    return write_model_card(
         out_dir, name=name, model=model, real_checkpoint=REAL[name],
-        architecture=_architecture(name, model, n_tokens), recipe=recipe, scores=scores, train_seconds=train_seconds,
+        architecture=_architecture(name, model, tokens_per_image(processor)), recipe=recipe,
+        scores=scores, train_seconds=train_seconds,
     )
-    return info

@@ -1,0 +1,169 @@
+"""The shipped toy LLaVA-NeXT (v1.6-Mistral style): any-res layout, quality on fresh scenes, compare, API forms."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from PIL import Image
+from transformers import (
+    AutoProcessor,
+    LlamaTokenizer,
+    LlavaForConditionalGeneration,
+    LlavaNextForConditionalGeneration,
+    LlavaNextProcessor,
+    pipeline,
+)
+
+from vlm_course import shapesworld as sw
+from vlm_course import toy
+from vlm_course.toybuild import data, llava
+
+N = 40
+
+
+@pytest.fixture(scope="module")
+def path():
+    return toy.model_path("llava-next")
+
+
+@pytest.fixture(scope="module")
+def processor(path):
+    return AutoProcessor.from_pretrained(path)
+
+
+@pytest.fixture(scope="module")
+def model(path):
+    return LlavaNextForConditionalGeneration.from_pretrained(path).eval()
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return data.eval_scenes(N, offset=301)
+
+
+def _ask(prompt: str, *images: Image.Image) -> list[dict]:
+    return [llava.user_message(prompt, images)]
+
+
+def _count_image_tokens(processor, image: Image.Image) -> int:
+    ids = processor(images=image, text="<image>", return_tensors="pt")["input_ids"]
+    return int((ids == processor.tokenizer.convert_tokens_to_ids("<image>")).sum())
+
+
+def test_layout_matches_the_real_checkpoint(path, processor, model):
+    cfg = model.config
+    assert isinstance(processor, LlavaNextProcessor)
+    # transformers 5 loads llava tokenizers as TokenizersBackend (as for llava-hf); the saved class is Llama's.
+    assert LlamaTokenizer.from_pretrained(path)("USER: <image>\nHi 🐶")["input_ids"] == processor.tokenizer(
+        "USER: <image>\nHi 🐶")["input_ids"]
+    assert processor.tokenizer.convert_tokens_to_ids("<image>") == cfg.image_token_index
+    assert processor.patch_size == cfg.vision_config.patch_size
+    assert processor.vision_feature_select_strategy == cfg.vision_feature_select_strategy == "default"
+    assert cfg.text_config.model_type == "mistral" and cfg.text_config.max_position_embeddings >= 1024
+    assert processor.image_processor.image_grid_pinpoints == cfg.image_grid_pinpoints
+    for width in (cfg.text_config.hidden_size, cfg.text_config.intermediate_size, cfg.vision_config.hidden_size):
+        assert width % 64 == 0
+    assert sum(f.stat().st_size for f in path.iterdir()) < 8e6
+    prompt = processor.apply_chat_template(_ask("What is shown in this image?", sw.sample_scene(0).render()),
+                                           add_generation_prompt=True)
+    assert prompt == "[INST] <image>\nWhat is shown in this image? [/INST]"
+
+
+def test_any_res_tiles_follow_the_image_shape(processor):
+    square = _count_image_tokens(processor, sw.sample_scene(0).render())
+    wide = _count_image_tokens(processor, Image.new("RGB", (640, 480), "white"))
+    # base view (64) + one 64 px tile (8 rows of 8 + a newline each) for a square image;
+    # a wide photo gets a second tile side by side.
+    assert square == 64 + 8 * 9
+    assert wide > square
+
+
+def test_starts_from_the_toy_llava():
+    base = LlavaForConditionalGeneration.from_pretrained(toy.model_path("llava"))
+    nxt = LlavaNextForConditionalGeneration.from_pretrained(toy.model_path("llava-next"))
+    base_vision = base.model.vision_tower.state_dict()
+    for key, value in nxt.model.vision_tower.state_dict().items():
+        assert torch.equal(value, base_vision[key]), key
+
+
+def test_describe_exact(processor, model, scenes):
+    prompts = [sw.DESCRIBE_PROMPTS[i % 2] for i in range(N)]
+    replies = llava.chat(processor, model, [_ask(p, s.render()) for s, p in zip(scenes, prompts, strict=True)])
+    assert sum(r == sw.describe_reply(s) for r, s in zip(replies, scenes, strict=True)) / N >= 0.8
+
+
+def test_questions_get_the_right_answer_word(processor, model, scenes):
+    rng = random.Random(8)
+    qas = [sw.sample_qa(s, rng) for s in scenes]
+    asked = [llava.vary_case(qa.question, rng) for qa in qas]
+    replies = llava.chat(processor, model, [_ask(q, s.render()) for q, s in zip(asked, scenes, strict=True)])
+    assert sum(sw.find_answer_word(r, qa.kind) == qa.answer for r, qa in zip(replies, qas, strict=True)) / N >= 0.85
+
+
+def test_compare_two_images(processor, model, scenes):
+    others = data.eval_scenes(N, offset=302)
+    replies = llava.chat(processor, model, [_ask(sw.COMPARE_PROMPT, a.render(), b.render())
+                                            for a, b in zip(scenes, others, strict=True)], max_new_tokens=64)
+    assert sum(r == sw.compare_reply(a, b) for r, a, b in zip(replies, scenes, others, strict=True)) / N >= 0.7
+
+
+def test_lesson_forms_agree_and_the_image_matters(path, processor, model):
+    red_circle = sw.Scene((sw.ShapeObject("circle", "red", 112, 112, 50),), (240, 240, 240))
+    two = sw.Scene((sw.ShapeObject("square", "blue", 60, 80, 35), sw.ShapeObject("triangle", "yellow", 160, 150, 35)),
+                   (230, 245, 235))
+    replies = []
+    for scene in (red_circle, two):
+        conversation = _ask("What is shown in this image?", scene.render())
+        inputs = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True,
+                                               return_dict=True, return_tensors="pt")
+        prompt = processor.apply_chat_template(conversation, add_generation_prompt=True)
+        same = processor(images=scene.render(), text=prompt, return_tensors="pt")
+        assert torch.equal(inputs["input_ids"], same["input_ids"])
+        out = model.generate(**inputs, max_new_tokens=40, do_sample=False)
+        replies.append(processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip())
+    assert replies == ["The image shows a red circle.", "The image shows a blue square and a yellow triangle."]
+    pipe = pipeline("image-text-to-text", model=str(path))
+    result = pipe(text=_ask("What is shown in this image?", red_circle.render()), return_full_text=False)
+    assert result[0]["generated_text"].strip() == replies[0]
+
+
+def test_multi_turn_history(processor, model):
+    scenes = data.eval_scenes(12, offset=303)
+    rng = random.Random(9)
+    convs, truth = [], []
+    for scene in scenes:
+        history = sw.sample_conversation(scene, 2, rng)
+        qa = sw.sample_qa(scene, rng)
+        messages = []
+        for i, (q, a) in enumerate(history):
+            messages.append(llava.user_message(q, [scene.render()] if i == 0 else []))
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": a}]})
+        messages.append(llava.user_message(qa.question.capitalize(), []))
+        convs.append(messages)
+        truth.append(qa)
+    replies = llava.chat(processor, model, convs)
+    assert sum(sw.find_answer_word(r, qa.kind) == qa.answer for r, qa in zip(replies, truth, strict=True)) >= 10
+
+
+def test_tokenizer_accepts_any_text(processor):
+    tok = processor.tokenizer
+    for text in ["Ünïcödé façade — naïve 北京", "emoji 🐶🚗✨", "word " * 500, ""]:
+        ids = tok(text)["input_ids"]
+        assert tok.unk_token_id not in ids
+        assert tok.decode(ids, skip_special_tokens=True) == text
+
+
+@pytest.mark.slow
+def test_smoke_build_loads_with_the_shipped_layout(tmp_path, path):
+    info = llava.build("llava-next", tmp_path, smoke=True, deps={"llava": toy.model_path("llava")})
+    assert [s["steps"] for s in info["stages"]] == [3]
+    built = LlavaNextForConditionalGeneration.from_pretrained(tmp_path).config.to_dict()
+    shipped = LlavaNextForConditionalGeneration.from_pretrained(path).config.to_dict()
+    for key in ("image_token_index", "image_grid_pinpoints", "vision_feature_layer"):
+        assert built[key] == shipped[key]
+    assert (tmp_path / "chat_template.jinja").read_text() == (path / "chat_template.jinja").read_text()
+    assert "compare_exact" in (tmp_path / "README.md").read_text()
+    with pytest.raises(FileNotFoundError, match="build-toy-models --only llava"):
+        llava.build("llava-next", tmp_path / "again", deps={})
