@@ -163,7 +163,8 @@ def zero_shot_accuracy(model, processor, scenes: Sequence[sw.Scene], kind: str, 
 @torch.no_grad()
 def retrieval_precision_at_5(model, processor, gallery: Sequence[sw.Scene], padding: bool | str) -> float:
     """Mean precision@5 of "a photo of a red circle"-style queries (12) over a mixed gallery;
-    an image is relevant when it holds an object of that colour and shape."""
+    an image is relevant when it holds an object of that colour and shape. Queries with fewer
+    than 5 relevant images in the gallery are left out (they could not reach 1.0)."""
     images = [s.render() for s in gallery]
     feats = torch.cat([
         model.get_image_features(**processor(images=list(chunk), return_tensors="pt")).pooler_output
@@ -175,9 +176,11 @@ def retrieval_precision_at_5(model, processor, gallery: Sequence[sw.Scene], padd
     sims = F.normalize(text, dim=-1) @ F.normalize(feats, dim=-1).t()
     precisions = []
     for q, label in enumerate(labels):
-        phrase = label.removeprefix("a photo of ")
-        top = sims[q].topk(5).indices.tolist()
-        precisions.append(sum(describes(("caption", phrase), gallery[i]) for i in top) / 5)
+        relevant = [describes(("caption", label.removeprefix("a photo of ")), s) for s in gallery]
+        if sum(relevant) >= 5:
+            precisions.append(sum(relevant[i] for i in sims[q].topk(5).indices.tolist()) / 5)
+    if not precisions:
+        raise ValueError("the gallery is too small: no query has 5 relevant images; use more scenes")
     return sum(precisions) / len(precisions)
 
 

@@ -22,7 +22,12 @@ from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, Siglip
 from .. import shapesworld as sw
 from . import card, data, train
 from .clip import (
-    NONE_FIT_LABELS, PairSampler, TextCache, make_pools, retrieval_precision_at_5, zero_shot_accuracy,
+    NONE_FIT_LABELS,
+    PairSampler,
+    TextCache,
+    make_pools,
+    retrieval_precision_at_5,
+    zero_shot_accuracy,
     zero_shot_scores,
 )
 from .tokenizers_clip import build_siglip_tokenizer

@@ -9,12 +9,12 @@
 from __future__ import annotations
 
 import io
+import json
 import string
 import tempfile
 from pathlib import Path
 
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-from tokenizers import Regex
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import CLIPTokenizer, SiglipTokenizer
 
 from .. import shapesworld as sw
@@ -62,12 +62,11 @@ def build_clip_tokenizer(vocab_limit: int = 1024) -> CLIPTokenizer:
 def _byte_order(symbol: str) -> int:
     """GPT-2 byte-to-unicode order: printable bytes first, as in OpenAI's vocab.json."""
     code = ord(symbol)
-    return code if code < 256 and chr(code) not in ("\u00ad",) and (33 <= code <= 126 or 161 <= code <= 255) else 1000 + code
+    printable = 33 <= code <= 126 or 161 <= code <= 172 or 174 <= code <= 255
+    return code if printable else 1000 + code
 
 
 def _merges_of(tokenizer: Tokenizer) -> list[tuple[str, str]]:
-    import json
-
     model = json.loads(tokenizer.to_str())["model"]
     return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
 
