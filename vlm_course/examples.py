@@ -148,21 +148,24 @@ _NONE_FIT: dict[str, tuple[str, ...]] = {
 
 
 def none_fit_toy_labels(scene: sw.Scene, k: int = 3) -> list[str]:
-    """``k`` colour-shape labels naming no object of ``scene`` (preferring unseen colours and shapes)."""
+    """``k`` colour-shape labels naming no object of ``scene``: first those sharing neither colour nor
+    shape with the scene, and among equals those adding a colour and a shape not yet chosen."""
     colors = {o.color for o in scene.objects}
     shapes = {o.shape for o in scene.objects}
     present = {(o.color, o.shape) for o in scene.objects}
-    candidates = [(c, s) for c in sw.COLORS for s in sw.SHAPES if (c, s) not in present]
-    candidates.sort(key=lambda cs: (cs[0] in colors) + (cs[1] in shapes))
+    remaining = [(c, s) for c in sw.COLORS for s in sw.SHAPES if (c, s) not in present]
     chosen: list[tuple[str, str]] = []
-    # Prefer labels sharing neither colour nor shape with those already chosen, then only a new colour.
-    for rule in ("new colour and shape", "new colour", "any"):
-        for c, s in candidates:
-            new_colour = c not in {oc for oc, _ in chosen}
-            new_shape = s not in {os_ for _, os_ in chosen}
-            allowed = {"new colour and shape": new_colour and new_shape, "new colour": new_colour, "any": True}[rule]
-            if len(chosen) < k and (c, s) not in chosen and allowed:
-                chosen.append((c, s))
+
+    def cost(cs: tuple[str, str]) -> tuple[int, int]:
+        c, s = cs
+        like_scene = (c in colors) + (s in shapes)
+        like_chosen = (c in {oc for oc, _ in chosen}) + (s in {os_ for _, os_ in chosen})
+        return like_scene, like_chosen
+
+    while remaining and len(chosen) < k:
+        best = min(remaining, key=cost)  # min keeps the first of equals: deterministic
+        chosen.append(best)
+        remaining.remove(best)
     return [f"a photo of a {c} {s}" for c, s in chosen]
 
 
