@@ -8,11 +8,24 @@ import io
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 from vlm_course import shapesworld as sw
 from vlm_course.chat_ui import ChatUI, history_html, stats_line, uploaded_files
 from vlm_course.images import load_image
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """The toy models are tiny: one thread is faster than several (no thread hand-offs per
+    small matmul, no spinning threads on a busy machine). Restored after this module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 class FakeBot:

@@ -37,6 +37,16 @@ CONVERSATION = (
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """The toy models are tiny: one thread is faster than several (no thread hand-offs per
+    small matmul, no spinning threads on a busy machine). Restored after this module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def chatbot_cls(submission):
     """``MultimodalChatbot`` from the submission's ``chatbot.py``: the one way tests reach it."""

@@ -27,6 +27,16 @@ if _spec.name not in sys.modules:
 QUESTIONS = ("Describe this image.", "How many shapes are there?", "Is there a red circle?", "What color is the square?")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """The toy models are tiny: one thread is faster than several (no thread hand-offs per
+    small matmul, no spinning threads on a busy machine). Restored after this module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def ref():
     return _loader.import_file(_loader.DEFAULT_SUBMISSION / "chatbot.py")
