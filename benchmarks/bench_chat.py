@@ -191,8 +191,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layers", type=int, default=8, help="language-model layers")
     parser.add_argument("--vocab", type=int, default=32000, help="language-model vocabulary size")
     parser.add_argument("--device", default=None, help="cpu (default), cuda, mps")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     started = time.perf_counter()
     summary = run(args)
     print(f"({time.perf_counter() - started:.0f} s in all)")
