@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         data = json.loads(results.read_text())
         scores.append((data["score"], sum(t["max_score"] for t in data["tests"]), data["extra_data"]["status"]))
     full = sum(1 for s, m, st in scores if s == m and st == "ok")
+    for (s, m, st), n in sorted(Counter(scores).items()):
+        print(f"{n} submission(s): {s:g} / {m:g} points, status {st}")
     per = cpu / max(1, args.copies)
     print(f"wall clock: {wall:.0f} s ({wall / 60:.1f} min) for {args.copies} submissions, {wall / max(1, args.copies):.1f} s each")
     print(f"CPU time of the grading processes: {cpu:.0f} s, {per:.1f} s per submission")
