@@ -613,8 +613,9 @@ def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path
                                       pixels=pixels if train_vision else None))
     else:
         steps, lr, bs = plan["stage"]
-        stages.append(train_stage(model, batcher, feats, scenes, Mix(compare=0.25, max_turns=4), steps=steps, lr=lr,
-                                  batch_size=bs, seed=TRAIN_SEED + 10, desc="llava-next"))
+        stages.append(train_stage(model, batcher, feats, scenes, Mix(compare=0.25, max_turns=4, long_share=0.1),
+                                  steps=steps, lr=lr, batch_size=bs, seed=TRAIN_SEED + 10, desc="llava-next",
+                                  pixels=pixels))
     train_seconds = time.perf_counter() - start
     _save(model, processor, out_dir)
     info.update(train_seconds=round(train_seconds, 1), stages=stages)
@@ -645,12 +646,12 @@ def recipe_text(name: str, plan: dict) -> str:
     else:
         s, lr, bs = plan["stage"]
         return (
-            "Starts from the toy LLaVA's trained vision tower (frozen), projector and language model (Llama weights "
+            "Starts from the toy LLaVA's trained vision tower, projector and language model (Llama weights "
             "loaded into the Mistral architecture, same layout); `image_newline` is new.\n\n"
-            f"1. Visual instruction tuning with the Mistral template and any-res image tokens on {plan['pool']} scenes: "
-            f"conversations of 1-4 turns (as for the toy LLaVA) and, in a quarter of the samples, two images with "
-            f"\"Compare these two images.\" -> \"The first image shows ... The second image shows ...\"; "
-            f"{s} steps, batch {bs}, OneCycle max lr {lr}."
+            f"1. Visual instruction tuning, everything trainable, with the Mistral template and any-res image tokens on "
+            f"{plan['pool']} scenes: conversations of 1-4 turns (a tenth of the batches 5-12 turns) as for the toy "
+            f"LLaVA and, in a quarter of the samples, two images with \"Compare these two images.\" -> "
+            f"\"The first image shows ... The second image shows ...\"; {s} steps, batch {bs}, OneCycle max lr {lr}."
         )
 
 
