@@ -80,12 +80,12 @@ def test_any_res_tiles_follow_the_image_shape(processor):
     assert wide > square
 
 
-def test_starts_from_the_toy_llava():
+def test_shares_the_toy_llavas_vision_tower_shape_and_tokenizer(processor, model):
     base = LlavaForConditionalGeneration.from_pretrained(toy.model_path("llava"))
-    nxt = LlavaNextForConditionalGeneration.from_pretrained(toy.model_path("llava-next"))
-    base_vision = base.model.vision_tower.state_dict()
-    for key, value in nxt.model.vision_tower.state_dict().items():
-        assert torch.equal(value, base_vision[key]), key
+    base_processor = AutoProcessor.from_pretrained(toy.model_path("llava"))
+    assert model.config.vision_config.to_dict() == base.config.vision_config.to_dict()
+    assert processor.tokenizer.get_vocab() == base_processor.tokenizer.get_vocab()
+    assert model.config.image_token_index == base.config.image_token_index
 
 
 def test_describe_exact(processor, model, scenes):
