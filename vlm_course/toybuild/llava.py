@@ -503,10 +503,10 @@ PLANS: dict[str, dict] = {
     # pool: training scenes; each stage: (steps, max lr, batch size)
     "llava": {"pool": 8000, "stage1": (1200, 1.5e-3, 16), "stage2": (1500, 7e-4, 16), "stage3": (1300, 5e-4, 16),
               "stage4": (1300, 4e-4, 16)},
-    "llava-next": {"pool": 4000, "stage": (600, 5e-4, 16)},
+    "llava-next": {"pool": 4000, "stage": (600, 5e-4, 16), "stage2": (400, 3e-4, 16)},
 }
 SMOKE_PLAN = {"pool": 24, "stage1": (3, 1e-3, 4), "stage2": (3, 5e-4, 4), "stage3": (3, 5e-4, 4), "stage4": (3, 4e-4, 4),
-              "stage": (3, 3e-4, 2)}
+              "stage": (3, 3e-4, 2), "stage2": (3, 3e-4, 2)}
 
 
 def tokens_per_image(processor) -> int:
@@ -616,6 +616,11 @@ def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path
         stages.append(train_stage(model, batcher, feats, scenes, Mix(compare=0.25, max_turns=4, long_share=0.1),
                                   steps=steps, lr=lr, batch_size=bs, seed=TRAIN_SEED + 10, desc="llava-next",
                                   pixels=pixels))
+        # Stage 2: vision frozen again (features recomputed), half of the samples "Compare these two images."
+        feats = cached_features(model, processor, scenes, pixels)
+        steps, lr, bs = plan["stage2"]
+        stages.append(train_stage(model, batcher, feats, scenes, Mix(compare=0.5, max_turns=4), steps=steps, lr=lr,
+                                  batch_size=bs, seed=TRAIN_SEED + 11, desc="llava-next compare"))
     train_seconds = time.perf_counter() - start
     _save(model, processor, out_dir)
     info.update(train_seconds=round(train_seconds, 1), stages=stages)
@@ -651,7 +656,9 @@ def recipe_text(name: str, plan: dict) -> str:
             f"1. Visual instruction tuning, everything trainable, with the Mistral template and any-res image tokens on "
             f"{plan['pool']} scenes: conversations of 1-4 turns (a tenth of the batches 5-12 turns) as for the toy "
             f"LLaVA and, in a quarter of the samples, two images with \"Compare these two images.\" -> "
-            f"\"The first image shows ... The second image shows ...\"; {s} steps, batch {bs}, OneCycle max lr {lr}."
+            f"\"The first image shows ... The second image shows ...\"; {s} steps, batch {bs}, OneCycle max lr {lr}.\n"
+            f"2. Vision frozen again, half of the samples two-image compares: {plan['stage2'][0]} steps, batch "
+            f"{plan['stage2'][2]}, OneCycle max lr {plan['stage2'][1]}."
         )
 
 
