@@ -269,37 +269,42 @@ def normalize_question(question: str) -> str:
     return text[:-1].rstrip() if text.endswith("?") else text
 
 
+def _parse(question: str) -> tuple[str, re.Match[str]]:
+    """The question's detailed kind and regex match; ``ValueError`` for a question outside the spec."""
+    text = normalize_question(question)
+    for pattern, kind in _Q_PATTERNS:
+        m = pattern.match(text)
+        if m:
+            return kind, m
+    raise ValueError(
+        f"{question!r} is not a ShapesWorld question; see questions(scene) for the ones the toy models know"
+    )
+
+
 def answer(scene: Scene, question: str) -> str:
     """The one-word answer to a spec question (case-insensitive, final "?" optional).
 
     Raises ``ValueError`` for a question outside the spec, or one that may not be asked of
     this scene (e.g. "what color is the circle?" with two circles).
     """
-    text = normalize_question(question)
-    for pattern, kind in _Q_PATTERNS:
-        m = pattern.match(text)
-        if not m:
-            continue
-        if kind == "count":
-            return COUNT_WORDS[len(scene.objects)]
-        if kind == "shape_count":
-            return COUNT_WORDS[_count(scene, shape=m.group(1))]
-        if kind == "color":
-            matching = [o for o in scene.objects if o.shape == m.group(1)]
-            if len(matching) != 1:
-                raise ValueError(f"{question!r} needs exactly one {m.group(1)} in the scene")
-            return matching[0].color
-        if kind == "shape":
-            matching = [o for o in scene.objects if o.color == m.group(1)]
-            if len(matching) != 1:
-                raise ValueError(f"{question!r} needs exactly one {m.group(1)} object in the scene")
-            return matching[0].shape
-        if kind == "yes_no_cs":
-            return "yes" if _count(scene, color=m.group(1), shape=m.group(2)) else "no"
-        return "yes" if _count(scene, shape=m.group(1)) else "no"
-    raise ValueError(
-        f"{question!r} is not a ShapesWorld question; see questions(scene) for the ones the toy models know"
-    )
+    kind, m = _parse(question)
+    if kind == "count":
+        return COUNT_WORDS[len(scene.objects)]
+    if kind == "shape_count":
+        return COUNT_WORDS[_count(scene, shape=m.group(1))]
+    if kind == "color":
+        matching = [o for o in scene.objects if o.shape == m.group(1)]
+        if len(matching) != 1:
+            raise ValueError(f"{question!r} needs exactly one {m.group(1)} in the scene")
+        return matching[0].color
+    if kind == "shape":
+        matching = [o for o in scene.objects if o.color == m.group(1)]
+        if len(matching) != 1:
+            raise ValueError(f"{question!r} needs exactly one {m.group(1)} object in the scene")
+        return matching[0].shape
+    if kind == "yes_no_cs":
+        return "yes" if _count(scene, color=m.group(1), shape=m.group(2)) else "no"
+    return "yes" if _count(scene, shape=m.group(1)) else "no"
 
 
 def answer_kind(question: str, detailed: bool = False) -> str:
@@ -307,11 +312,8 @@ def answer_kind(question: str, detailed: bool = False) -> str:
 
     With ``detailed=True`` the two yes/no forms are told apart (``yes_no_cs``, ``yes_no_s``).
     """
-    text = normalize_question(question)
-    for pattern, kind in _Q_PATTERNS:
-        if pattern.match(text):
-            return "yes_no" if kind.startswith("yes_no") and not detailed else kind
-    raise ValueError(f"{question!r} is not a ShapesWorld question")
+    kind, _ = _parse(question)
+    return "yes_no" if kind.startswith("yes_no") and not detailed else kind
 
 
 # --- chat replies and conversations ------------------------------------------------------
@@ -326,23 +328,18 @@ def compare_reply(first: Scene, second: Scene) -> str:
 
 def chat_reply(question: str, word: str) -> str:
     """A short sentence that carries the one-word answer ``word`` to ``question``."""
-    text = normalize_question(question)
-    for pattern, kind in _Q_PATTERNS:
-        m = pattern.match(text)
-        if not m:
-            continue
-        if kind == "count":
-            return "There is one shape." if word == "one" else f"There are {word} shapes."
-        if kind == "shape_count":
-            shape = m.group(1)
-            return f"There is one {shape}." if word == "one" else f"There are {word} {shape}s."
-        if kind == "color":
-            return f"The {m.group(1)} is {word}."
-        if kind == "shape":
-            return f"The {m.group(1)} object is a {word}."
-        thing = f"{m.group(1)} {m.group(2)}" if kind == "yes_no_cs" else m.group(1)
-        return f"Yes, there is a {thing}." if word == "yes" else f"No, there is no {thing}."
-    raise ValueError(f"{question!r} is not a ShapesWorld question")
+    kind, m = _parse(question)
+    if kind == "count":
+        return "There is one shape." if word == "one" else f"There are {word} shapes."
+    if kind == "shape_count":
+        shape = m.group(1)
+        return f"There is one {shape}." if word == "one" else f"There are {word} {shape}s."
+    if kind == "color":
+        return f"The {m.group(1)} is {word}."
+    if kind == "shape":
+        return f"The {m.group(1)} object is a {word}."
+    thing = f"{m.group(1)} {m.group(2)}" if kind == "yes_no_cs" else m.group(1)
+    return f"Yes, there is a {thing}." if word == "yes" else f"No, there is no {thing}."
 
 
 def reply_to(scene: Scene, message: str) -> str:
