@@ -163,19 +163,33 @@ class Calc:
 '''
 
 
-@pytest.fixture
-def calc_session(tmp_path):
+def _calc_session(tmp_path, call_timeout: float):
     work = tmp_path / "work"
     work.mkdir()
     (work / "image_search.py").write_text(CALC)
-    config = remote.SessionConfig(work_dir=str(work), shared_dirs=[], mode="process", call_timeout=3, max_restarts=1,
-                                  limits=sandbox.Limits(cpu_s=60, memory_mb=2048, nproc=64).as_dict())
-    session = remote.RemoteSession(config)
+    config = remote.SessionConfig(work_dir=str(work), shared_dirs=[], mode="process", call_timeout=call_timeout,
+                                  max_restarts=1, limits=sandbox.Limits(cpu_s=60, memory_mb=2048, nproc=64).as_dict())
+    return remote.RemoteSession(config)
+
+
+@pytest.fixture
+def calc_session(tmp_path):
+    """A session with a short call timeout, for the tests that provoke it."""
+    session = _calc_session(tmp_path, call_timeout=3)
     yield session
     session.close()
 
 
-def test_proxies_forward_calls_values_errors_and_warnings(calc_session):
+@pytest.fixture
+def patient_calc_session(tmp_path):
+    """A session whose calls may take long on a loaded machine (the worker imports numpy on first use)."""
+    session = _calc_session(tmp_path, call_timeout=60)
+    yield session
+    session.close()
+
+
+def test_proxies_forward_calls_values_errors_and_warnings(patient_calc_session):
+    calc_session = patient_calc_session
     mod = calc_session.import_module("image_search")
     calc = mod.Calc(3)
     assert calc.add(4) == 7 and calc.history == [(4, 7)] and calc.base == 7
