@@ -116,6 +116,13 @@ def test_image_grid_any_count(images):
     assert len(single.axes) == 1
 
 
+def test_image_grid_keeps_explicit_line_breaks(images):
+    fig = display.show_image_grid(images[:2], ["prompt: a photo of\nreply: a red circle", "one line"], size=3.0)
+    first, second = (ax.get_title() for ax in fig.axes)
+    assert first.split("\n") == ["prompt: a photo of", "reply: a red circle"]
+    assert second == "one line"
+
+
 def test_image_grid_errors(images):
     with pytest.raises(ValueError, match="6 images but 2 titles"):
         display.show_image_grid(images, ["a", "b"])

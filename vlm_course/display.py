@@ -160,7 +160,9 @@ def _show_image(ax: Any, image: Any) -> None:
 
 
 def _wrap(text: str, width: int) -> str:
-    return "\n".join(textwrap.wrap(text, max(width, 8))) or text
+    """Wrap each line of ``text`` at ``width`` characters, keeping the line breaks it already has."""
+    width = max(width, 8)
+    return "\n".join(wrapped for line in text.split("\n") for wrapped in (textwrap.wrap(line, width) or [""]))
 
 
 # --- plots -----------------------------------------------------------------------------------
