@@ -127,3 +127,4 @@ def test_smoke_build_loads(tmp_path):
     processor = BlipProcessor.from_pretrained(tmp_path)
     assert len(blip.caption_images(model, processor, [data.eval_scenes(1)[0].render()])) == 1
     assert "## Measured scores" in (tmp_path / "README.md").read_text()
+
