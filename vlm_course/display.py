@@ -5,16 +5,19 @@ backend), touches no global matplotlib settings, and returns the ``Figure``. In 
 figure is drawn when the cell ends; if the call is the last line of a cell, end it with ``;``
 (or assign the figure) so it is not drawn twice.
 
-Text may contain Korean: a Hangul font is used when one is installed; otherwise characters the
+Text may contain Korean: an installed Hangul font is used, else the NanumGothic bundled with the
+``koreanize-matplotlib`` dependency; without either, characters the
 fonts cannot draw are shown as boxes, without "Glyph missing" warnings.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import textwrap
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -57,7 +60,13 @@ def _default_font() -> tuple[str, frozenset[int]]:
 
 @lru_cache(maxsize=1)
 def hangul_font() -> str | None:
-    """The family name of an installed font that can draw Korean, or ``None``."""
+    """The family name of a font that can draw Korean, or ``None``: an installed one, else the
+    NanumGothic that the ``koreanize-matplotlib`` package ships (a course dependency), registered
+    with matplotlib without importing that package (which would change global settings)."""
+    return _installed_hangul_font() or _bundled_hangul_font()
+
+
+def _installed_hangul_font() -> str | None:
     fonts = font_manager.fontManager.ttflist
     preferred = [f for name in _HANGUL_FAMILIES for f in fonts if f.name == name]
     for entry in preferred + [f for f in fonts if f not in preferred]:
@@ -66,6 +75,17 @@ def hangul_font() -> str | None:
         if 0xAC00 in _charmap(entry.fname):  # "가"
             return entry.name
     return None
+
+
+def _bundled_hangul_font() -> str | None:
+    spec = importlib.util.find_spec("koreanize_matplotlib")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "fonts" / "NanumGothic.ttf"
+    if 0xAC00 not in _charmap(str(path)):
+        return None
+    font_manager.fontManager.addfont(str(path))
+    return font_manager.FontProperties(fname=str(path)).get_name()
 
 
 def _needs_fallback(text: str) -> bool:
