@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -135,12 +135,14 @@ def vary_case(text: str, rng: random.Random) -> str:
     return text
 
 
-def sample_turns(scene: sw.Scene, rng: random.Random, *, describe_only: bool = False, turns: int = 1) -> list[tuple[str, str]]:
-    """``turns`` (prompt, reply) pairs about one scene for training."""
+def sample_turns(scene: sw.Scene, rng: random.Random, *, describe_only: bool = False, turns: int = 1,
+                 describe_first: float = 0.4) -> list[tuple[str, str]]:
+    """``turns`` (prompt, reply) pairs about one scene for training; with probability ``describe_first``
+    the conversation opens with a describe prompt."""
     if describe_only:
         prompt = rng.choice(sw.DESCRIBE_PROMPTS)
         return [(vary_case(prompt, rng) if rng.random() < 0.3 else prompt, sw.describe_reply(scene))]
-    pairs = sw.sample_conversation(scene, turns, rng, describe_first=rng.random() < 0.4)
+    pairs = sw.sample_conversation(scene, turns, rng, describe_first=rng.random() < describe_first)
     return [(vary_case(q, rng), a) for q, a in pairs]
 
 
@@ -380,6 +382,8 @@ class Mix:
     max_turns: int = 4
     long_share: float = 0.0  # share of batches with longer chats (max_turns + 1 .. long_turns turns)
     long_turns: int = 12
+    describe_first: float = 0.4  # share of conversations that open with a describe prompt
+    busy_share: float = 0.0  # share of samples drawn from the 3-object scenes only (the hardest to describe)
 
     def draw_batch(self, size: int, scenes: Sequence[sw.Scene], rng: random.Random) -> list[Sample]:
         """``size`` samples; conversations in one batch share their number of turns (little padding)."""
@@ -394,8 +398,23 @@ class Mix:
             i, j = rng.randrange(n_pool), rng.randrange(n_pool)
             prompt = vary_case(sw.COMPARE_PROMPT, rng) if rng.random() < 0.2 else sw.COMPARE_PROMPT
             return Sample([(prompt, sw.compare_reply(scenes[i], scenes[j]))], [i, j])
-        i = rng.randrange(n_pool)
-        return Sample(sample_turns(scenes[i], rng, describe_only=self.describe_only, turns=turns), [i])
+        if self.busy_share and rng.random() < self.busy_share:
+            i = rng.choice(_busy_indices(scenes))
+        else:
+            i = rng.randrange(n_pool)
+        turns_ = sample_turns(scenes[i], rng, describe_only=self.describe_only, turns=turns,
+                              describe_first=self.describe_first)
+        return Sample(turns_, [i])
+
+
+_BUSY: dict[int, list[int]] = {}
+
+
+def _busy_indices(scenes: Sequence[sw.Scene]) -> list[int]:
+    """Pool indices of the 3-object scenes (cached per pool)."""
+    if id(scenes) not in _BUSY:
+        _BUSY[id(scenes)] = [i for i, s in enumerate(scenes) if len(s.objects) == 3]
+    return _BUSY[id(scenes)]
 
 
 def train_stage(model, batcher, feats, scenes, mix: Mix, *, steps: int, lr: float, batch_size: int, seed: int, desc: str,
@@ -499,14 +518,56 @@ def evaluate(name: str, model_dir: Path, n: int = 200) -> dict[str, float]:
 # --- build --------------------------------------------------------------------------------------
 
 TRAIN_SEED = 1_000  # training scenes; evaluation uses data.EVAL_SEED
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage of a plan: what it draws, how long, and whether the vision tower learns."""
+
+    key: str
+    mix: Mix
+    steps: int
+    lr: float
+    batch: int
+    train_vision: bool = False
+    about: str = ""  # the model card's description of the stage
+
+    def describe(self) -> str:
+        vision = "vision tower trainable" if self.train_vision else "vision tower frozen (features cached)"
+        return f"{self.about}; {vision}; {self.steps} steps, batch {self.batch}, AdamW, OneCycle max lr {self.lr:g}."
+
+
+_CONVERSATIONS = ("conversations of 1-4 turns about one scene (describe prompts and every question type, typed in any "
+                  "capitalisation, sometimes without \"?\" or with \"colour\"; earlier turns in the prompt; loss on "
+                  "every reply)")
 PLANS: dict[str, dict] = {
-    # pool: training scenes; each stage: (steps, max lr, batch size)
-    "llava": {"pool": 8000, "stage1": (1200, 1.5e-3, 16), "stage2": (1500, 7e-4, 16), "stage3": (1300, 5e-4, 16),
-              "stage4": (1300, 4e-4, 16)},
-    "llava-next": {"pool": 4000, "stage": (600, 5e-4, 16), "stage2": (400, 3e-4, 16)},
+    "llava": {"pool": 8000, "stages": (
+        Stage("align", Mix(describe_only=True), 2000, 1e-3, 32,
+              about="Alignment: projector + language model learn \"What is shown in this image?\" / \"Describe this "
+                    "image.\" -> \"The image shows {caption}.\""),
+        Stage("instruct", Mix(max_turns=4, long_share=0.1), 3000, 5e-4, 32, train_vision=True,
+              about="Visual instruction tuning: " + _CONVERSATIONS + ", a tenth of the batches 5-12 turns long (so "
+                    "that long chats keep working); the vision tower learns too, as in later LLaVA versions (the toy "
+                    "CLIP alone is too coarse for counting and colour questions)"),
+        Stage("busy", Mix(max_turns=2, describe_first=0.8, busy_share=0.6), 1000, 3e-4, 32, train_vision=True,
+              about="More of the same, weighted to what was still hard (the left-to-right order of three objects): "
+                    "conversations of 1-2 turns, 80% opening with a describe prompt, 60% of the scenes with 3 objects"),
+    )},
+    "llava-next": {"pool": 4000, "stages": (
+        Stage("instruct", Mix(compare=0.3, max_turns=3), 800, 5e-4, 16,
+              about="Visual instruction tuning with the Mistral template and any-res image tokens (the vision tower "
+                    "stays as the toy LLaVA trained it): " + _CONVERSATIONS.replace("1-4", "1-3") + " and, in 30% of "
+                    "the samples, two images with \"Compare these two images.\" -> \"The first image shows ... The "
+                    "second image shows ...\""),
+        Stage("compare", Mix(compare=0.5, max_turns=2), 700, 3e-4, 16,
+              about="The same with half of the samples two-image compares (1-2 turn conversations otherwise)"),
+    )},
 }
-SMOKE_PLAN = {"pool": 24, "stage1": (3, 1e-3, 4), "stage2": (3, 5e-4, 4), "stage3": (3, 5e-4, 4), "stage4": (3, 4e-4, 4),
-              "stage": (3, 3e-4, 2), "stage2": (3, 3e-4, 2)}
+
+
+def smoke_plan(plan: dict) -> dict:
+    """``plan`` with a tiny pool and a few steps per stage (CI proves the builder works)."""
+    return {"pool": 24, "stages": tuple(replace(st, steps=3, batch=4) for st in plan["stages"])}
 
 
 def tokens_per_image(processor) -> int:
@@ -570,7 +631,7 @@ def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path
     out_dir = Path(out_dir)
     torch.manual_seed(0)
     start = time.perf_counter()
-    plan = {**PLANS[name], **(SMOKE_PLAN if smoke else {})}
+    plan = smoke_plan(PLANS[name]) if smoke else PLANS[name]
     info: dict = {"name": name, "smoke": smoke}
 
     if name == "llava":
@@ -603,24 +664,14 @@ def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path
     batcher = Batcher(tokenizer, FORMATS[name], n_tokens)
 
     stages = []
-    if name == "llava":
-        for key, mix, train_vision in (("stage1", Mix(describe_only=True), False), ("stage2", Mix(max_turns=4), False),
-                                       ("stage3", Mix(max_turns=4, long_share=0.25), True),
-                                       ("stage4", Mix(max_turns=4, long_share=0.25), True)):
-            steps, lr, bs = plan[key]
-            stages.append(train_stage(model, batcher, feats, scenes, mix, steps=steps, lr=lr, batch_size=bs,
-                                      seed=TRAIN_SEED + len(stages), desc=f"llava {key}",
-                                      pixels=pixels if train_vision else None))
-    else:
-        steps, lr, bs = plan["stage"]
-        stages.append(train_stage(model, batcher, feats, scenes, Mix(compare=0.25, max_turns=4, long_share=0.1),
-                                  steps=steps, lr=lr, batch_size=bs, seed=TRAIN_SEED + 10, desc="llava-next",
-                                  pixels=pixels))
-        # Stage 2: vision frozen again (features recomputed), half of the samples "Compare these two images."
-        feats = cached_features(model, processor, scenes, pixels)
-        steps, lr, bs = plan["stage2"]
-        stages.append(train_stage(model, batcher, feats, scenes, Mix(compare=0.5, max_turns=4), steps=steps, lr=lr,
-                                  batch_size=bs, seed=TRAIN_SEED + 11, desc="llava-next compare"))
+    vision_trained = False
+    for k, stage in enumerate(plan["stages"]):
+        if vision_trained and not stage.train_vision:  # frozen again: cache the features it has now
+            feats = cached_features(model, processor, scenes, pixels)
+        stages.append(train_stage(model, batcher, feats, scenes, stage.mix, steps=stage.steps, lr=stage.lr,
+                                  batch_size=stage.batch, seed=TRAIN_SEED + 10 * (name != "llava") + k,
+                                  desc=f"{name} {stage.key}", pixels=pixels if stage.train_vision else None))
+        vision_trained = stage.train_vision
     train_seconds = time.perf_counter() - start
     _save(model, processor, out_dir)
     info.update(train_seconds=round(train_seconds, 1), stages=stages)
@@ -634,32 +685,14 @@ def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path
 def recipe_text(name: str, plan: dict) -> str:
     """The model card's recipe section for ``plan`` (see ``PLANS``)."""
     if name == "llava":
-        (s1, l1, b1), (s2, l2, b2), (s3, l3, b3), (s4, l4, b4) = (plan[f"stage{i}"] for i in range(1, 5))
-        return (
-            f"Vision tower copied from the toy CLIP; {plan['pool']} training scenes. While the vision tower is frozen "
-            f"its features are computed once and cached.\n\n"
-            f"1. Alignment (stage 1, vision frozen): projector + language model learn \"What is shown in this image?\" / "
-            f"\"Describe this image.\" -> \"The image shows {{caption}}.\"; {s1} steps, batch {b1}, AdamW, OneCycle max lr {l1}.\n"
-            f"2. Visual instruction tuning (stage 2, vision frozen as in LLaVA-1.5): conversations of 1-4 turns about one "
-            f"scene (describe prompts and every question type, typed in any capitalisation; earlier turns in the prompt; "
-            f"loss on every reply); {s2} steps, batch {b2}, OneCycle max lr {l2}.\n"
-            f"3. The same conversations, a quarter of the batches 5-12 turns long (so that long chats keep working), "
-            f"with the vision tower trainable too (as later LLaVA versions do; the toy CLIP alone is too coarse for "
-            f"counting and colour questions); {s3} steps, batch {b3}, OneCycle max lr {l3}.\n"
-            f"4. A second round of stage 3 (new data order, fresh OneCycle): {s4} steps, batch {b4}, max lr {l4}."
-        )
+        intro = (f"Vision tower copied from the toy CLIP (as LLaVA takes OpenAI's CLIP ViT-L/14); {plan['pool']} "
+                 "training scenes. While the vision tower is frozen its features are computed once and cached.")
     else:
-        s, lr, bs = plan["stage"]
-        return (
-            "Starts from the toy LLaVA's trained vision tower, projector and language model (Llama weights "
-            "loaded into the Mistral architecture, same layout); `image_newline` is new.\n\n"
-            f"1. Visual instruction tuning, everything trainable, with the Mistral template and any-res image tokens on "
-            f"{plan['pool']} scenes: conversations of 1-4 turns (a tenth of the batches 5-12 turns) as for the toy "
-            f"LLaVA and, in a quarter of the samples, two images with \"Compare these two images.\" -> "
-            f"\"The first image shows ... The second image shows ...\"; {s} steps, batch {bs}, OneCycle max lr {lr}.\n"
-            f"2. Vision frozen again, half of the samples two-image compares: {plan['stage2'][0]} steps, batch "
-            f"{plan['stage2'][2]}, OneCycle max lr {plan['stage2'][1]}."
-        )
+        intro = ("Starts from the toy LLaVA's trained vision tower, projector and language model (Llama weights "
+                 f"loaded into the Mistral architecture, same layout); `image_newline` is new. {plan['pool']} "
+                 "training scenes.")
+    steps = "\n".join(f"{k}. {st.describe()}" for k, st in enumerate(plan["stages"], 1))
+    return f"{intro}\n\n{steps}"
 
 
 def write_card(name: str, out_dir: Path, model, plan: dict, scores: dict[str, float], train_seconds: float,
