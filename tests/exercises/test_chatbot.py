@@ -22,7 +22,7 @@ from vlm_course.toybuild.data import eval_scenes
 
 MODEL = "llava-hf/llava-1.5-7b-hf"
 N_SCENES = 6
-N_ORACLE = 2  # scenes whose replies are also checked against the oracle (the prompt format)
+N_ORACLE = N_SCENES  # scenes whose replies are checked against the oracle (the model's own greedy reply)
 STAT_KEYS = (
     "turn", "prompt_tokens", "reused_tokens", "tokens_prefilled", "new_tokens", "context_tokens",
     "dropped_turns", "time_to_first_token_s", "total_s", "tokens_per_s",
@@ -170,8 +170,10 @@ def test_describes_shapesworld_scenes(make_bot, oracle, scenes, images):
                 "messages (image in the first user message), add_generation_prompt=True and greedy decoding"
             )
         replies.append(reply)
+    # Every reply already equals the model's own; this only confirms the scenes are being described
+    # (the toy model's accuracy itself is tested in tests/toy, not in a learner's grade).
     right = [r == sw.describe_reply(s) for r, s in zip(replies, scenes, strict=True)]
-    assert sum(right) >= N_SCENES - 2, f"descriptions {replies} vs expected {[sw.describe_reply(s) for s in scenes]}"
+    assert sum(right) >= N_SCENES // 2, f"descriptions {replies} vs expected {[sw.describe_reply(s) for s in scenes]}"
 
 
 @pytest.mark.points(2)
@@ -189,7 +191,7 @@ def test_answers_count_and_colour_questions(make_bot, oracle, scenes, images):
                 assert reply == oracle.reply(image, [], question), f"{question!r}: reply differs from the model's own greedy reply"
             asked.append((question, reply, sw.answer(scene, question)))
             right.append(_right(scene, question, reply))
-    assert sum(right) >= len(right) - 3, f"(question, reply, answer): {asked}"
+    assert sum(right) >= len(right) // 2, f"(question, reply, answer): {asked}"
 
 
 # ---- the conversation ------------------------------------------------------------------------------
