@@ -23,7 +23,9 @@ BUILDERS: dict[str, str] = {
     "llava": "vlm_course.toybuild.llava",
     "llava-next": "vlm_course.toybuild.llava",
 }
-DEPENDS_ON: dict[str, tuple[str, ...]] = {"llava": ("clip",), "llava-next": ("llava",), "blip-vqa": ("blip-captioning",)}
+DEPENDS_ON: dict[str, tuple[str, ...]] = {
+    "llava": ("clip",), "llava-next": ("llava",), "blip-vqa": ("blip-captioning",), "blip2": ("blip-captioning",),
+}
 
 
 def builder(name: str):
