@@ -20,7 +20,7 @@ from vlm_course import shapesworld as sw
 from vlm_course import toy
 from vlm_course.toybuild import data, llava
 
-N = 40
+N = 100  # scenes per quality metric (the model card measures 200)
 
 
 @pytest.fixture(scope="module")
@@ -89,19 +89,19 @@ def test_shares_the_toy_llavas_vision_tower_shape_and_tokenizer(processor, model
 
 
 @pytest.fixture(scope="module")
-def describe_accuracy(processor, model, scenes):
+def describe_rights(processor, model, scenes):
     prompts = [sw.DESCRIBE_PROMPTS[i % 2] for i in range(N)]
     replies = llava.chat(processor, model, [_ask(p, s.render()) for s, p in zip(scenes, prompts, strict=True)])
-    return sum(r == sw.describe_reply(s) for r, s in zip(replies, scenes, strict=True)) / N
+    return [r == sw.describe_reply(s) for r, s in zip(replies, scenes, strict=True)]
 
 
 @pytest.fixture(scope="module")
-def answer_accuracy(processor, model, scenes):
+def answer_rights(processor, model, scenes):
     rng = random.Random(8)
     qas = [sw.sample_qa(s, rng) for s in scenes]
     asked = [llava.vary_case(qa.question, rng) for qa in qas]
     replies = llava.chat(processor, model, [_ask(q, s.render()) for q, s in zip(asked, scenes, strict=True)])
-    return sum(sw.find_answer_word(r, qa.kind) == qa.answer for r, qa in zip(replies, qas, strict=True)) / N
+    return [sw.find_answer_word(r, qa.kind) == qa.answer for r, qa in zip(replies, qas, strict=True)]
 
 
 @pytest.fixture(scope="module")
@@ -112,32 +112,26 @@ def compare_accuracy(processor, model, scenes):
     return sum(r == sw.compare_reply(a, b) for r, a, b in zip(replies, scenes, others, strict=True)) / N
 
 
-# The shipped checkpoint misses the bars (see its model card); the bars stay asserted and show
-# as strict XFAILs (remove the marks once a retrained checkpoint passes); the guards below catch regressions.
-BELOW_BAR = ("toy llava-next below the issue's bar (this sample: describe 28/40, answers 25/40, compare 15/40; "
-             "model card: 80%, 63%, 27%)")
+def test_describe_meets_the_quality_bar(describe_rights, bar_check):
+    bar_check(describe_rights, 0.8, "exact descriptions")
 
 
-@pytest.mark.xfail(reason=BELOW_BAR, strict=True)
-def test_describe_meets_the_quality_bar(describe_accuracy):
-    assert describe_accuracy >= 0.8
+def test_questions_meet_the_quality_bar(answer_rights, bar_check):
+    bar_check(answer_rights, 0.85, "answer words")
 
 
-@pytest.mark.xfail(reason=BELOW_BAR, strict=True)
-def test_questions_meet_the_quality_bar(answer_accuracy):
-    assert answer_accuracy >= 0.85
-
-
-@pytest.mark.xfail(reason=BELOW_BAR, strict=True)
+# The shipped checkpoint misses the 70% bar for two-image compares (51.5% on the model card's
+# 200 scenes): a compare is exact only when both descriptions are, so with 81% exact descriptions
+# the ceiling is near 66%. The bar stays asserted as a strict XFAIL (remove it once a retrained
+# checkpoint passes); the guard below catches regressions.
+@pytest.mark.xfail(reason="toy llava-next compare below the 70% bar (51.5% on the card's 200 scenes)", strict=True)
 def test_compare_meets_the_quality_bar(compare_accuracy):
     assert compare_accuracy >= 0.7
 
 
-def test_well_above_chance(describe_accuracy, answer_accuracy, compare_accuracy):
-    # Chance is ~0 for exact descriptions and ~40% for answer words.
-    assert describe_accuracy >= 0.5
-    assert answer_accuracy >= 0.5
-    assert compare_accuracy >= 0.05
+def test_compare_well_above_chance(compare_accuracy):
+    # Chance is ~0 for an exact two-image compare.
+    assert compare_accuracy >= 0.35
 
 
 def test_lesson_forms_agree_and_the_image_matters(path, processor, model):
