@@ -48,6 +48,7 @@ VISION_SOURCE = "blip-captioning"  # the toy checkpoint whose trained vision enc
 NUM_QUERY_TOKENS = 32  # the description slot: inventory (3) + fact sheet (26) + padding; the real BLIP-2 has 32
 VOCAB_SIZE = 512  # >= tokenizer size (byte-level BPE + specials + "<image>")
 MAX_NEW_TOKENS = 24
+LM_MAX_POSITIONS = 512
 # Stage 1 (text-only LM): packed sequences of LM_SEQ_LEN tokens.
 LM_STEPS = 1000
 LM_BATCH = 32
@@ -84,7 +85,7 @@ def make_config(image_token_index: int, vision: dict) -> Blip2Config:
     )
     text = OPTConfig(
         vocab_size=VOCAB_SIZE, hidden_size=LM_WIDTH, num_hidden_layers=LM_LAYERS, ffn_dim=4 * LM_WIDTH,
-        num_attention_heads=4, max_position_embeddings=512, word_embed_proj_dim=LM_WIDTH, dropout=0.0,
+        num_attention_heads=4, max_position_embeddings=LM_MAX_POSITIONS, word_embed_proj_dim=LM_WIDTH, dropout=0.0,
         pad_token_id=1, bos_token_id=2, eos_token_id=2,
         # Blip2ForConditionalGeneration.generate calls the inner LM's generate, whose generation config
         # comes from text_config: without this, generate() stops at 20 tokens *including* the prompt.
@@ -106,6 +107,8 @@ def make_processor(image_processor: BlipImageProcessor) -> Blip2Processor:
     prepared that way) and the OPT-style tokenizer, with ``num_query_tokens`` set so the processor
     inserts the image placeholder tokens."""
     tokenizer = opt_tokenizer(texts=sw.text_corpus() + _extra_tokenizer_texts())
+    # Truncated prompts must leave room for the query tokens and the generated ones within OPT's positions.
+    tokenizer.model_max_length = LM_MAX_POSITIONS - NUM_QUERY_TOKENS - MAX_NEW_TOKENS
     image_processor = BlipImageProcessor(
         size=dict(image_processor.size), image_mean=list(image_processor.image_mean),
         image_std=list(image_processor.image_std), resample=image_processor.resample, do_convert_rgb=True,
