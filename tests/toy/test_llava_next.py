@@ -120,11 +120,11 @@ def test_questions_meet_the_quality_bar(answer_rights, bar_check):
     bar_check(answer_rights, 0.85, "answer words")
 
 
-# The shipped checkpoint misses the 70% bar for two-image compares (51.5% on the model card's
-# 200 scenes): a compare is exact only when both descriptions are, so with 81% exact descriptions
+# The shipped checkpoint misses the 70% bar for two-image compares (59% on the model card's
+# 200 scenes): a compare is exact only when both descriptions are, so with about 80% exact descriptions
 # the ceiling is near 66%. The bar stays asserted as a strict XFAIL (remove it once a retrained
 # checkpoint passes); the guard below catches regressions.
-@pytest.mark.xfail(reason="toy llava-next compare below the 70% bar (51.5% on the card's 200 scenes)", strict=True)
+@pytest.mark.xfail(reason="toy llava-next compare below the 70% bar (59% on the card's 200 scenes)", strict=True)
 def test_compare_meets_the_quality_bar(compare_accuracy):
     assert compare_accuracy >= 0.7
 
@@ -185,7 +185,7 @@ def test_tokenizer_accepts_any_text(processor):
 @pytest.mark.slow
 def test_smoke_build_loads_with_the_shipped_layout(tmp_path, path):
     info = llava.build("llava-next", tmp_path, smoke=True, deps={"llava": toy.model_path("llava")})
-    assert [s["steps"] for s in info["stages"]] == [3, 3]
+    assert [s["steps"] for s in info["stages"]] == [3] * len(llava.PLANS["llava-next"]["stages"])
     built = LlavaNextForConditionalGeneration.from_pretrained(tmp_path).config.to_dict()
     shipped = LlavaNextForConditionalGeneration.from_pretrained(path).config.to_dict()
     for key in ("image_token_index", "image_grid_pinpoints", "vision_feature_layer"):

@@ -561,6 +561,8 @@ PLANS: dict[str, dict] = {
                     "second image shows ...\""),
         Stage("compare", Mix(compare=0.5, max_turns=2), 700, 3e-4, 16,
               about="The same with half of the samples two-image compares (1-2 turn conversations otherwise)"),
+        Stage("compare2", Mix(compare=0.6, max_turns=2, busy_share=0.3), 600, 2e-4, 16,
+              about="Once more, 60% two-image compares, a third of the scenes with 3 objects"),
     )},
 }
 
