@@ -20,15 +20,16 @@ from vlm_course.toybuild import blip2, data
 
 N = 48
 # Issue #3's bars, measured on 200 fresh scenes by `vlm-course eval-toy-models`: >= 80% exact captions and
-# >= 85% one-word answers. On this CI-sized sample of N scenes, `bar_check` (tests/toy/conftest.py) allows the
-# sampling slack: it fails only when the sample is evidence of a rate below the bar (at N = 48: 33 or fewer
-# exact captions, 36 or fewer right answers).
+# >= 85% one-word answers.
 CAPTION_BAR = 0.80
 ANSWER_BAR = 0.85
 # The shipped checkpoint is BELOW both bars (n=200: 75.0% exact captions, 74.0% answers, 75.5% multi-turn
-# answers), so the bar tests are expected failures; the guards below them keep it well above chance.
+# answers; this test's 48 scenes: 31/48 captions, 38/48 answers). The bar tests assert the bar itself on
+# this sample and are strict expected failures: a retrained checkpoint that reaches the bars XPASSes, which
+# fails the suite until the mark is removed (then switch them to `bar_check`, as the LLaVA tests do). The
+# guards below them keep the checkpoint well above chance.
 BELOW_BAR = pytest.mark.xfail(
-    strict=False, reason="toy blip2 below issue #3's bars: n=200 measured 75.0% exact captions, 74.0% answers")
+    strict=True, reason="toy blip2 below issue #3's bars: n=200 measured 75.0% exact captions, 74.0% answers")
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +94,8 @@ def test_loading_prints_no_warnings(path, capfd):
 
 
 @BELOW_BAR
-def test_captions_exact(captions, scenes, bar_check):
-    bar_check([c == s.caption for c, s in zip(captions, scenes, strict=True)], CAPTION_BAR, "exact captions")
+def test_captions_exact(captions, scenes):
+    assert sum(c == s.caption for c, s in zip(captions, scenes, strict=True)) / N >= CAPTION_BAR
 
 
 def test_captions_well_above_chance(captions, scenes):
@@ -110,8 +111,8 @@ def answer_rights(model, processor, images, scenes):
 
 
 @BELOW_BAR
-def test_question_answer_prompts(answer_rights, bar_check):
-    bar_check(answer_rights, ANSWER_BAR, "answers")
+def test_question_answer_prompts(answer_rights):
+    assert sum(answer_rights) / N >= ANSWER_BAR
 
 
 def test_answers_well_above_chance(answer_rights):
