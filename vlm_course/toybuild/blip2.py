@@ -58,7 +58,7 @@ LM_ANSWER_WEIGHT = 5.0  # loss weight of answer tokens (the ones that need the c
 LM_FIRST_DOC_CAPTION = 0.7  # share of sequences whose first document after the slot restates the caption
 LM_LATER_DOC_CAPTION = 0.15
 # Stage 3 (Q-Former).
-QFORMER_STEPS = 900
+QFORMER_STEPS = 1800
 BATCH = 48
 POOL_SIZE = 6000
 QFORMER_LR = 1e-3
