@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -80,8 +81,6 @@ def build_models(names: list[str], out: Path, smoke: bool = False, jobs: int = 1
 
 def _worker(name: str, out: str, smoke: bool) -> dict:
     """Child process: one thread (parallel builds share the cores), output to the model's log file."""
-    import contextlib
-
     import torch
 
     torch.set_num_threads(1)

@@ -385,36 +385,29 @@ class Mix:
     describe_first: float = 0.4  # share of conversations that open with a describe prompt
     busy_share: float = 0.0  # share of samples drawn from the 3-object scenes only (the hardest to describe)
 
-    def draw_batch(self, size: int, scenes: Sequence[sw.Scene], rng: random.Random) -> list[Sample]:
-        """``size`` samples; conversations in one batch share their number of turns (little padding)."""
+    def draw_batch(self, size: int, scenes: Sequence[sw.Scene], rng: random.Random,
+                   busy: Sequence[int] = ()) -> list[Sample]:
+        """``size`` samples; conversations in one batch share their number of turns (little padding).
+        ``busy``: pool indices of the 3-object scenes (needed when ``busy_share`` is set)."""
         if rng.random() < self.long_share:
             turns = rng.randint(self.max_turns + 1, self.long_turns)
         else:
             turns = rng.randint(1, self.max_turns)
-        return [self.draw(len(scenes), scenes, rng, turns) for _ in range(size)]
+        return [self.draw(len(scenes), scenes, rng, turns, busy) for _ in range(size)]
 
-    def draw(self, n_pool: int, scenes: Sequence[sw.Scene], rng: random.Random, turns: int = 1) -> Sample:
+    def draw(self, n_pool: int, scenes: Sequence[sw.Scene], rng: random.Random, turns: int = 1,
+             busy: Sequence[int] = ()) -> Sample:
         if rng.random() < self.compare:
             i, j = rng.randrange(n_pool), rng.randrange(n_pool)
             prompt = vary_case(sw.COMPARE_PROMPT, rng) if rng.random() < 0.2 else sw.COMPARE_PROMPT
             return Sample([(prompt, sw.compare_reply(scenes[i], scenes[j]))], [i, j])
         if self.busy_share and rng.random() < self.busy_share:
-            i = rng.choice(_busy_indices(scenes))
+            i = rng.choice(busy)
         else:
             i = rng.randrange(n_pool)
         turns_ = sample_turns(scenes[i], rng, describe_only=self.describe_only, turns=turns,
                               describe_first=self.describe_first)
         return Sample(turns_, [i])
-
-
-_BUSY: dict[int, list[int]] = {}
-
-
-def _busy_indices(scenes: Sequence[sw.Scene]) -> list[int]:
-    """Pool indices of the 3-object scenes (cached per pool)."""
-    if id(scenes) not in _BUSY:
-        _BUSY[id(scenes)] = [i for i, s in enumerate(scenes) if len(s.objects) == 3]
-    return _BUSY[id(scenes)]
 
 
 def train_stage(model, batcher, feats, scenes, mix: Mix, *, steps: int, lr: float, batch_size: int, seed: int, desc: str,
@@ -424,9 +417,10 @@ def train_stage(model, batcher, feats, scenes, mix: Mix, *, steps: int, lr: floa
     for p in model.model.vision_tower.parameters():
         p.requires_grad_(pixels is not None)
     params = [p for p in model.parameters() if p.requires_grad]
+    busy = [i for i, s in enumerate(scenes) if len(s.objects) == 3]
 
     def loss_fn(step: int) -> torch.Tensor:
-        samples = mix.draw_batch(batch_size, scenes, rng)
+        samples = mix.draw_batch(batch_size, scenes, rng, busy)
         return batch_loss(model, batcher, feats, samples, pixels)
 
     stats = fit(model, loss_fn, steps, lr, params=params, desc=desc)
