@@ -6,13 +6,23 @@ import pytest
 from safetensors.torch import load_file
 
 from vlm_course import cli, toy
-from vlm_course.toybuild import build_order
+from vlm_course.toybuild import build_order, ready_to_build
 from vlm_course.toybuild.commands import build_models
 
 
 def test_build_order_puts_dependencies_first():
     assert build_order(["llava-next", "llava", "clip"]) == ["clip", "llava", "llava-next"]
     assert build_order(["blip-vqa", "blip-captioning"]) == ["blip-captioning", "blip-vqa"]
+
+
+def test_parallel_build_starts_the_longest_chain_first():
+    order = build_order(["clip", "siglip", "blip-captioning", "blip-vqa", "blip2", "llava", "llava-next"])
+    # clip -> llava -> llava-next is the critical path, then blip-captioning -> blip-vqa / blip2.
+    assert ready_to_build(list(order), set(), order)[:2] == ["clip", "blip-captioning"]
+    pending = [n for n in order if n not in ("clip", "blip-captioning")]
+    assert ready_to_build(pending, {"clip"}, order)[0] == "llava"  # blip-captioning still building
+    assert "blip-vqa" not in ready_to_build(pending, {"clip"}, order)
+    assert ready_to_build(["llava"], set(), ["llava"]) == ["llava"]  # clip not part of this build
 
 
 def test_parallel_smoke_build_uses_the_freshly_built_dependency(tmp_path):

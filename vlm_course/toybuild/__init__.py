@@ -38,3 +38,17 @@ def build_order(names: list[str]) -> list[str]:
     """``names`` in an order where each model comes after what it starts from."""
     order = [n for n in BUILDERS if n in names]
     return order
+
+
+def dependent_chain(name: str) -> int:
+    """How many models at most are built one after another from ``name`` (llava-next after llava
+    after clip: 2 for clip). A parallel build starts the longest chains first."""
+    children = [n for n, deps in DEPENDS_ON.items() if name in deps]
+    return max((1 + dependent_chain(c) for c in children), default=0)
+
+
+def ready_to_build(pending: list[str], done: set[str], order: list[str]) -> list[str]:
+    """The ``pending`` models (of a build of ``order``) whose sources are built or not part of this
+    build, longest chain first."""
+    ready = [n for n in pending if all(d in done or d not in order for d in DEPENDS_ON.get(n, ()))]
+    return sorted(ready, key=dependent_chain, reverse=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .. import toy
-from . import DEPENDS_ON, build_order, builder
+from . import DEPENDS_ON, build_order, builder, ready_to_build
 
 
 def configure(parser: argparse.ArgumentParser, command: str) -> None:
@@ -104,8 +104,7 @@ def _build_parallel(order: list[str], out: Path, smoke: bool, jobs: int) -> dict
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool, \
             tqdm(total=len(order), desc="toy models", unit="model") as bar:
         while pending or running:
-            ready = [n for n in pending if all(d in done or d not in order for d in DEPENDS_ON.get(n, ()))]
-            for name in ready[: jobs - len(running)]:
+            for name in ready_to_build(pending, done, order)[: jobs - len(running)]:
                 pending.remove(name)
                 running[pool.submit(_worker, name, str(out), smoke)] = name
             bar.set_postfix_str("building " + ", ".join(sorted(running.values())))
