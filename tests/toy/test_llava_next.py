@@ -71,12 +71,14 @@ def test_layout_matches_the_real_checkpoint(path, processor, model):
     assert prompt == "[INST] <image>\nWhat is shown in this image? [/INST]"
 
 
-def test_any_res_tiles_follow_the_image_shape(processor):
+def test_any_res_tiles_follow_the_image_shape(processor, model):
     square = _count_image_tokens(processor, sw.sample_scene(0).render())
     wide = _count_image_tokens(processor, Image.new("RGB", (640, 480), "white"))
-    # base view (64) + one 64 px tile (8 rows of 8 + a newline each) for a square image;
-    # a wide photo gets a second tile side by side.
-    assert square == 64 + 8 * 9
+    # base view (grid x grid patches) + one tile of the same size with a newline after each of its rows
+    # for a square image; a wide photo gets a second tile side by side.
+    vision = model.config.vision_config
+    grid = vision.image_size // vision.patch_size
+    assert square == grid * grid + grid * (grid + 1)
     assert wide > square
 
 
