@@ -50,7 +50,7 @@ VOCAB_SIZE = 512  # >= tokenizer size (byte-level BPE + specials + "<image>")
 MAX_NEW_TOKENS = 24
 LM_MAX_POSITIONS = 512
 # Stage 1 (text-only LM): packed sequences of LM_SEQ_LEN tokens.
-LM_STEPS = 1000
+LM_STEPS = 1500
 LM_BATCH = 32
 LM_SEQ_LEN = 96
 LM_LR = 1e-3  # 2e-3 and above leave this LM stuck on a plateau where it never learns to read its context
@@ -58,12 +58,12 @@ LM_ANSWER_WEIGHT = 5.0  # loss weight of answer tokens (the ones that need the c
 LM_FIRST_DOC_CAPTION = 0.7  # share of sequences whose first document after the slot restates the caption
 LM_LATER_DOC_CAPTION = 0.15
 # Stage 3 (Q-Former).
-QFORMER_STEPS = 1800
+QFORMER_STEPS = 1200
 BATCH = 48
 POOL_SIZE = 6000
 QFORMER_LR = 1e-3
 # Stage-3 batches (one kind per batch): captions (no prompt), single questions, multi-turn prompts.
-TASK_MIX = {"caption": 0.45, "question": 0.4, "multi_turn": 0.15}
+TASK_MIX = {"caption": 0.55, "question": 0.33, "multi_turn": 0.12}
 TRAIN_SEED = 1234
 INVENTORY_PLACES = 3  # the description slot: 3 inventory words, then the 26-word fact sheet, then padding
 QFORMER_WIDTH = 128
@@ -131,22 +131,25 @@ def inventory(scene: sw.Scene) -> str:
 
 
 def fact_sheet(scene: sw.Scene) -> list[str | None]:
-    """The scene's facts as one answer word each, in a fixed order (``None``: does not apply): the number
-    of shapes; the number of circles, squares, triangles; the colour of the circle, square, triangle (if
-    just one); the shape of the red, green, blue, yellow object (if just one); whether there is a
-    {colour} {shape}, for each of the 12; whether there is a circle, square, triangle."""
+    """The scene's facts as one word each, in a fixed order (``None``: nothing there), written so that
+    the LM can find a fact by its content rather than only by its place: the number of shapes; the number
+    of circles, squares, triangles; the object word (``redsquare``) of the circle, square, triangle and of
+    the red, green, blue, yellow object (if just one); the object word of each of the 12 colour-shape
+    pairs that is present; the shape word of each shape that is present. To answer "what color is the
+    square?" the LM looks for a ``*square`` word, to answer "is there a red square?" for ``redsquare``."""
     objects = scene.objects
+    word = lambda o: f"{o.color}{o.shape}"  # noqa: E731
     words: list[str | None] = [sw.COUNT_WORDS[len(objects)]]
     words += [sw.COUNT_WORDS[sum(o.shape == shape for o in objects)] for shape in sw.SHAPES]
     for shape in sw.SHAPES:
-        matching = [o.color for o in objects if o.shape == shape]
-        words.append(matching[0] if len(matching) == 1 else None)
+        matching = [o for o in objects if o.shape == shape]
+        words.append(word(matching[0]) if len(matching) == 1 else None)
     for color in sw.COLORS:
-        matching = [o.shape for o in objects if o.color == color]
-        words.append(matching[0] if len(matching) == 1 else None)
-    yes_no = lambda found: "yes" if found else "no"  # noqa: E731
-    words += [yes_no(any(o.color == c and o.shape == s for o in objects)) for c in sw.COLORS for s in sw.SHAPES]
-    words += [yes_no(any(o.shape == shape for o in objects)) for shape in sw.SHAPES]
+        matching = [o for o in objects if o.color == color]
+        words.append(word(matching[0]) if len(matching) == 1 else None)
+    words += [f"{c}{s}" if any(o.color == c and o.shape == s for o in objects) else None
+              for c in sw.COLORS for s in sw.SHAPES]
+    words += [shape if any(o.shape == shape for o in objects) else None for shape in sw.SHAPES]
     return words
 
 
@@ -220,7 +223,7 @@ class _LMText:
 
     def slot(self, scene: sw.Scene) -> list[int]:
         """The description slot, ``NUM_QUERY_TOKENS`` tokens (``<s>`` where nothing applies): the scene's
-        inventory (one word per object, left to right; 3 places) and its fact sheet (one word per fact).
+        inventory (one word per object, left to right; 3 places) and its fact sheet (``fact_sheet``).
         In the image model the Q-Former's query outputs fill exactly these positions."""
         tokens = self.ids(inventory(scene))
         tokens += [self.fill] * (INVENTORY_PLACES - len(tokens))
@@ -479,11 +482,14 @@ while a small Q-Former learns to translate between them.
 1. **Language model pretraining (text only).** `OPTForCausalLM` trained as a causal LM on ShapesWorld text.
    Each training sequence of {LM_SEQ_LEN} tokens opens with a description of a scene in a fixed-length slot
    of {NUM_QUERY_TOKENS} tokens: an inventory (one word per object, left to right, e.g. ` redcircle
-   bluesquare`; {INVENTORY_PLACES} places) and a fact sheet (26 one-word facts in a fixed order: the number of
-   shapes; of circles, squares, triangles; the colour of the circle, square, triangle and the shape of the
-   red, green, blue, yellow object where just one; yes/no for each colour-shape pair and each shape), with
-   `<s>` where nothing applies. Then come `</s>` and more documents about the same scene, each closed by
-   `</s>` as in OPT's pretraining: the caption (the first document in {LM_FIRST_DOC_CAPTION:.0%} of
+   bluesquare`; {INVENTORY_PLACES} places) and a fact sheet of 26 one-word facts in a fixed order, written so
+   that a fact can be found by its content, not only by its place: the number of shapes; of circles,
+   squares, triangles; the object word (` redsquare`) of the circle, square, triangle and of the red, green,
+   blue, yellow object where just one; the object word of each colour-shape pair present; the shape word of
+   each shape present. To answer "is there a red square?" the LM looks for ` redsquare`, to answer "what
+   color is the square?" for a `*square` word (with "yes"/"no" words in fixed places instead, this LM
+   answered yes/no questions at chance after 1000 steps). `<s>` fills the places where nothing applies.
+   Then come `</s>` and more documents about the same scene, each closed by `</s>` as in OPT's pretraining: the caption (the first document in {LM_FIRST_DOC_CAPTION:.0%} of
    sequences), "Question: {{q}} Answer: {{a}}" texts and multi-turn Q&A in `shapesworld.blip2_prompt` form
    (questions in lower case or capitalised). Real LLMs learn from web text to use earlier text as context; a
    tiny LM learns it only when its texts reward it, hence the same-scene packing (with the caption alone in
