@@ -17,10 +17,11 @@ def test_build_order_puts_dependencies_first():
 
 def test_parallel_build_starts_the_longest_chain_first():
     order = build_order(["clip", "siglip", "blip-captioning", "blip-vqa", "blip2", "llava", "llava-next"])
-    # clip -> llava -> llava-next is the critical path, then blip-captioning -> blip-vqa / blip2.
+    # clip -> llava -> llava-next is the critical path, then blip-captioning -> blip2 (the longer child).
     assert ready_to_build(list(order), set(), order)[:2] == ["clip", "blip-captioning"]
     pending = [n for n in order if n not in ("clip", "blip-captioning")]
     assert ready_to_build(pending, {"clip"}, order)[0] == "llava"  # blip-captioning still building
+    assert ready_to_build(pending, {"clip", "blip-captioning"}, order)[:2] == ["llava", "blip2"]
     assert "blip-vqa" not in ready_to_build(pending, {"clip"}, order)
     assert ready_to_build(["llava"], set(), ["llava"]) == ["llava"]  # clip not part of this build
 

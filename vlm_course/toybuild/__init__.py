@@ -40,15 +40,22 @@ def build_order(names: list[str]) -> list[str]:
     return order
 
 
-def dependent_chain(name: str) -> int:
-    """How many models at most are built one after another from ``name`` (llava-next after llava
-    after clip: 2 for clip). A parallel build starts the longest chains first."""
+# Rough single-core build minutes (measured on a 2-core machine, both cores busy); only the order of a
+# parallel build depends on them.
+BUILD_MINUTES: dict[str, float] = {
+    "clip": 5, "siglip": 5, "blip-captioning": 9, "blip-vqa": 3, "blip2": 12, "llava": 13, "llava-next": 7,
+}
+
+
+def critical_path(name: str) -> float:
+    """Minutes from starting ``name`` until everything built from it is done (llava-next after llava
+    after clip). A parallel build starts the longest path first."""
     children = [n for n, deps in DEPENDS_ON.items() if name in deps]
-    return max((1 + dependent_chain(c) for c in children), default=0)
+    return BUILD_MINUTES.get(name, 1) + max((critical_path(c) for c in children), default=0)
 
 
 def ready_to_build(pending: list[str], done: set[str], order: list[str]) -> list[str]:
     """The ``pending`` models (of a build of ``order``) whose sources are built or not part of this
-    build, longest chain first."""
+    build, longest critical path first."""
     ready = [n for n in pending if all(d in done or d not in order for d in DEPENDS_ON.get(n, ()))]
-    return sorted(ready, key=dependent_chain, reverse=True)
+    return sorted(ready, key=critical_path, reverse=True)

@@ -4,16 +4,18 @@ The recipe follows the real LLaVA in miniature:
 
 * the vision tower is the toy CLIP's vision encoder (features of its second-to-last layer,
   CLS dropped: ``vision_feature_layer=-2``, ``vision_feature_select_strategy="default"``);
-* stage 1 (alignment): the vision tower is frozen and the projector and language model learn
-  to describe images ("The image shows ...");
-* stage 2 (visual instruction tuning): ShapesWorld conversations - describe prompts, every
-  question type in any capitalisation, multi-turn with the history in the prompt;
+* alignment: the vision tower is frozen and the projector and language model learn to describe
+  images ("The image shows ...");
+* visual instruction tuning: ShapesWorld conversations - describe prompts, every question type
+  in any capitalisation, multi-turn with the history in the prompt;
 * ``llava-next`` starts from the toy LLaVA's trained parts, swaps to a Mistral language model
   and the ``[INST] ... [/INST]`` template, adds any-res tiles (``image_grid_pinpoints``) and
   learns "Compare these two images." with two images.
 
-As in LLaVA-1.5, the vision tower stays frozen in both stages, so its features are computed
-once per training scene and cached.
+The stages of each model are data (``PLANS``). Unlike LLaVA-1.5, some stages train the vision
+tower too (as later LLaVA versions do): the toy CLIP alone is too coarse for the left-to-right
+order of objects. While the tower is frozen its features are computed once per training scene
+and cached.
 """
 
 from __future__ import annotations
@@ -536,27 +538,28 @@ _CONVERSATIONS = ("conversations of 1-4 turns about one scene (describe prompts 
                   "every reply)")
 PLANS: dict[str, dict] = {
     "llava": {"pool": 8000, "stages": (
-        Stage("align", Mix(describe_only=True), 2000, 1e-3, 32,
+        Stage("align", Mix(describe_only=True), 600, 1e-3, 32,
               about="Alignment: projector + language model learn \"What is shown in this image?\" / \"Describe this "
                     "image.\" -> \"The image shows {caption}.\""),
-        Stage("instruct", Mix(max_turns=4, long_share=0.1), 3000, 5e-4, 32, train_vision=True,
-              about="Visual instruction tuning: " + _CONVERSATIONS + ", a tenth of the batches 5-12 turns long (so "
-                    "that long chats keep working); the vision tower learns too, as in later LLaVA versions (the toy "
-                    "CLIP alone is too coarse for counting and colour questions)"),
-        Stage("busy", Mix(max_turns=2, describe_first=0.8, busy_share=0.6), 1000, 3e-4, 32, train_vision=True,
-              about="More of the same, weighted to what was still hard (the left-to-right order of three objects): "
-                    "conversations of 1-2 turns, 80% opening with a describe prompt, 60% of the scenes with 3 objects"),
+        Stage("single", Mix(max_turns=1, describe_first=0.6, busy_share=0.3), 2600, 5e-4, 32, train_vision=True,
+              about="Visual instruction tuning, single turns first: 60% describe prompts, 40% one question of any "
+                    "type (typed in any capitalisation, sometimes without \"?\" or with \"colour\"), 30% of the "
+                    "scenes with 3 objects (the hardest to describe); the vision tower learns too, as in later LLaVA "
+                    "versions (the toy CLIP alone is too coarse for the left-to-right order of objects)"),
+        Stage("instruct", Mix(max_turns=3, long_share=0.05, describe_first=0.5), 1300, 4e-4, 32, train_vision=True,
+              about="Visual instruction tuning on " + _CONVERSATIONS.replace("1-4", "1-3") + ", a twentieth of the "
+                    "batches 4-12 turns long (so that long chats keep working)"),
     )},
     "llava-next": {"pool": 4000, "stages": (
-        Stage("instruct", Mix(compare=0.3, max_turns=3), 800, 5e-4, 16,
-              about="Visual instruction tuning with the Mistral template and any-res image tokens (the vision tower "
-                    "stays as the toy LLaVA trained it): " + _CONVERSATIONS.replace("1-4", "1-3") + " and, in 30% of "
-                    "the samples, two images with \"Compare these two images.\" -> \"The first image shows ... The "
-                    "second image shows ...\""),
-        Stage("compare", Mix(compare=0.5, max_turns=2), 700, 3e-4, 16,
-              about="The same with half of the samples two-image compares (1-2 turn conversations otherwise)"),
-        Stage("compare2", Mix(compare=0.6, max_turns=2, busy_share=0.3), 600, 2e-4, 16,
-              about="Once more, 60% two-image compares, a third of the scenes with 3 objects"),
+        Stage("instruct", Mix(compare=0.3, max_turns=2, describe_first=0.6), 800, 5e-4, 16,
+              about="Visual instruction tuning with the Mistral template and any-res image tokens: "
+                    + _CONVERSATIONS.replace("1-4", "1-2") + ", 60% opening "
+                    "with a describe prompt, and, in 30% of the samples, two images with \"Compare these two "
+                    "images.\" -> \"The first image shows ... The second image shows ...\""),
+        Stage("compare", Mix(compare=0.5, max_turns=2, describe_first=0.6), 700, 3e-4, 16, train_vision=True,
+              about="The same with half of the samples two-image compares"),
+        Stage("compare2", Mix(compare=0.6, max_turns=2, busy_share=0.3, describe_first=0.6), 600, 2e-4, 16,
+              train_vision=True, about="Once more, 60% two-image compares, a third of the scenes with 3 objects"),
     )},
 }
 
