@@ -33,6 +33,11 @@ def test_parallel_smoke_build_uses_the_freshly_built_dependency(tmp_path):
         assert (tmp_path / name / "config.json").is_file()
         assert (tmp_path / ".logs" / f"{name}.log").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".") and p.name != ".logs"]  # no half-built folders
+    # Readable like any folder the user makes (not mkdtemp's owner-only 0700): the grader's sandbox
+    # runs as another uid and loads these checkpoints.
+    (tmp_path / "plain").mkdir()
+    plain_mode = (tmp_path / "plain").stat().st_mode & 0o777
+    assert {(tmp_path / name).stat().st_mode & 0o777 for name in report} == {plain_mode}
     # llava waited for this run's clip and took its vision tower from it (then trained it a few smoke
     # steps), not from the shipped clip.
     key = "vision_model.embeddings.patch_embedding.weight"

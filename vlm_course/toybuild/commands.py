@@ -57,10 +57,19 @@ def build_one(name: str, out: Path, smoke: bool = False) -> dict:
         final = out / name
         if final.exists():
             shutil.rmtree(final)
+        _as_plain_folder(Path(tmp))
         Path(tmp).rename(final)
         Path(tmp).mkdir()  # let TemporaryDirectory clean up an empty folder
     info["seconds"] = round(time.perf_counter() - start, 1)
     return info
+
+
+def _as_plain_folder(folder: Path) -> None:
+    """Give a ``mkdtemp`` folder (owner-only, 0700) the permissions of a folder made with ``mkdir``, so
+    other users (the grader's sandbox uid, a shared install) can read the checkpoint."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
 
 
 def build_models(names: list[str], out: Path, smoke: bool = False, jobs: int = 1) -> dict[str, dict]:
