@@ -40,10 +40,10 @@ def build_order(names: list[str]) -> list[str]:
     return order
 
 
-# Rough single-core build minutes (measured on a 2-core machine, both cores busy); only the order of a
-# parallel build depends on them.
+# Build minutes of each model on one core, from a `--jobs 2` run of all seven on a 2-core machine
+# (27.9 min in all); only the order of a parallel build depends on them.
 BUILD_MINUTES: dict[str, float] = {
-    "clip": 5, "siglip": 5, "blip-captioning": 9, "blip-vqa": 3, "blip2": 12, "llava": 13, "llava-next": 7,
+    "clip": 4, "siglip": 6, "blip-captioning": 7, "blip-vqa": 3, "blip2": 12, "llava": 14, "llava-next": 7.5,
 }
 
 
