@@ -125,9 +125,14 @@ def _extra_tokenizer_texts() -> list[str]:
     return texts
 
 
+def object_word(color: str, shape: str) -> str:
+    """One slot word for a coloured shape (``redsquare``), the same in the inventory and the fact sheet."""
+    return f"{color}{shape}"
+
+
 def inventory(scene: sw.Scene) -> str:
     """A compact scene description, one word per object left to right: " redcircle bluesquare"."""
-    return "".join(f" {o.color}{o.shape}" for o in sorted(scene.objects, key=lambda o: o.cx))
+    return "".join(" " + object_word(o.color, o.shape) for o in sorted(scene.objects, key=lambda o: o.cx))
 
 
 def fact_sheet(scene: sw.Scene) -> list[str | None]:
@@ -138,16 +143,15 @@ def fact_sheet(scene: sw.Scene) -> list[str | None]:
     pairs that is present; the shape word of each shape that is present. To answer "what color is the
     square?" the LM looks for a ``*square`` word, to answer "is there a red square?" for ``redsquare``."""
     objects = scene.objects
-    word = lambda o: f"{o.color}{o.shape}"  # noqa: E731
     words: list[str | None] = [sw.COUNT_WORDS[len(objects)]]
     words += [sw.COUNT_WORDS[sum(o.shape == shape for o in objects)] for shape in sw.SHAPES]
     for shape in sw.SHAPES:
         matching = [o for o in objects if o.shape == shape]
-        words.append(word(matching[0]) if len(matching) == 1 else None)
+        words.append(object_word(matching[0].color, matching[0].shape) if len(matching) == 1 else None)
     for color in sw.COLORS:
         matching = [o for o in objects if o.color == color]
-        words.append(word(matching[0]) if len(matching) == 1 else None)
-    words += [f"{c}{s}" if any(o.color == c and o.shape == s for o in objects) else None
+        words.append(object_word(matching[0].color, matching[0].shape) if len(matching) == 1 else None)
+    words += [object_word(c, s) if any(o.color == c and o.shape == s for o in objects) else None
               for c in sw.COLORS for s in sw.SHAPES]
     words += [shape if any(o.shape == shape for o in objects) else None for shape in sw.SHAPES]
     return words
