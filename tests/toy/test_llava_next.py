@@ -18,6 +18,7 @@ from transformers import (
 
 from vlm_course import shapesworld as sw
 from vlm_course import toy
+from vlm_course.anyres import tile_layout
 from vlm_course.toybuild import data, llava
 
 N = 100  # scenes per quality metric (the model card measures 200)
@@ -71,15 +72,28 @@ def test_layout_matches_the_real_checkpoint(path, processor, model):
     assert prompt == "[INST] <image>\nWhat is shown in this image? [/INST]"
 
 
-def test_any_res_tiles_follow_the_image_shape(processor, model):
-    square = _count_image_tokens(processor, sw.sample_scene(0).render())
-    wide = _count_image_tokens(processor, Image.new("RGB", (640, 480), "white"))
-    # base view (grid x grid patches) + one tile of the same size with a newline after each of its rows
-    # for a square image; a wide photo gets a second tile side by side.
+def test_any_res_uses_llava_v16s_grid_scaled_to_the_toy_tower(processor, model):
     vision = model.config.vision_config
+    real = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]  # llava-v1.6
+    assert model.config.image_grid_pinpoints == [[h // 336 * vision.image_size, w // 336 * vision.image_size]
+                                                 for h, w in real]
+
+
+def test_any_res_tiles_follow_the_image_shape(processor, model):
+    vision = model.config.vision_config
+    pinpoints = model.config.image_grid_pinpoints
     grid = vision.image_size // vision.patch_size
-    assert square == grid * grid + grid * (grid + 1)
-    assert wide > square
+    square = sw.sample_scene(0).render()
+    layout = tile_layout((square.height, square.width), pinpoints, vision.image_size)
+    # A square scene gets a 2 x 2 grid of tiles: base view (grid x grid features), then the tiles'
+    # (2 grid) x (2 grid) features with a newline after each row.
+    assert (layout.rows, layout.cols) == (2, 2)
+    assert _count_image_tokens(processor, square) == grid * grid + 2 * grid * (2 * grid + 1)
+    panorama = Image.new("RGB", (1000, 300), "white")
+    layout = tile_layout((panorama.height, panorama.width), pinpoints, vision.image_size)
+    assert (layout.rows, layout.cols) == (1, 3)
+    views = processor.image_processor(images=panorama, return_tensors="pt").pixel_values.shape[1]
+    assert views == layout.views == 4
 
 
 def test_shares_the_toy_llavas_vision_tower_shape_and_tokenizer(processor, model):

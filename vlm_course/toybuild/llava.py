@@ -111,9 +111,15 @@ INTERMEDIATE = 256
 LAYERS = 4
 HEADS = 4
 MAX_POSITIONS = 2048
-# Any-res grid: ShapesWorld's square images get one 64 px tile besides the base image;
-# wide or tall photos get two. Set in both the model config and the image processor.
-PINPOINTS = [[64, 64], [64, 128], [128, 64]]
+# Any-res grid of llava-v1.6, in tiles of the vision tower's input size (336 px there): 1x2, 2x1,
+# 2x2, 3x1, 1x3. ShapesWorld's square images get the 2 x 2 grid (four tiles at twice the base
+# resolution, plus the base view). Set in both the model config and the image processor.
+PINPOINT_TILES = ((1, 2), (2, 1), (2, 2), (3, 1), (1, 3))
+
+
+def pinpoints(tile: int) -> list[list[int]]:
+    """``image_grid_pinpoints`` for a vision tower of ``tile`` px: llava-v1.6's grid scaled to it."""
+    return [[rows * tile, cols * tile] for rows, cols in PINPOINT_TILES]
 
 REAL = {"llava": "llava-hf/llava-1.5-7b-hf", "llava-next": "llava-hf/llava-v1.6-mistral-7b-hf"}
 
@@ -244,7 +250,7 @@ def make_model(name: str, tokenizer, vision_config):
     if name == "llava":
         model = LlavaForConditionalGeneration(LlavaConfig(**common))
     else:
-        model = LlavaNextForConditionalGeneration(LlavaNextConfig(**common, image_grid_pinpoints=PINPOINTS))
+        model = LlavaNextForConditionalGeneration(LlavaNextConfig(**common, image_grid_pinpoints=pinpoints(vision_config.image_size)))
     gen = model.generation_config
     gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
     gen.max_new_tokens = 64
@@ -269,7 +275,7 @@ def make_processor(name: str, tokenizer, clip_image_processor, vision_config):
     image_processor = LlavaNextImageProcessor(
         size={"shortest_edge": size},
         crop_size={"height": size, "width": size},
-        image_grid_pinpoints=PINPOINTS,
+        image_grid_pinpoints=pinpoints(size),
         image_mean=clip_image_processor.image_mean,
         image_std=clip_image_processor.image_std,
     )
@@ -343,7 +349,7 @@ def project_cached(model, feats: torch.Tensor) -> torch.Tensor:
     """Image embeddings for the language model from cached vision features, exactly as the
     model computes them: (n_images, n_patches, tokens, width) -> (n_images * tokens_per_image, hidden)."""
     projected = model.model.multi_modal_projector(feats.flatten(0, 1)).unflatten(0, feats.shape[:2])
-    if feats.shape[1] == 1:  # LLaVA: one 64 px view per image
+    if feats.shape[1] == 1:  # LLaVA: one view per image
         return projected.flatten(0, 2)
     sizes = torch.tensor([[sw.CANVAS_SIZE, sw.CANVAS_SIZE]] * len(feats))
     packed, _ = model.model.pack_image_features(
@@ -385,7 +391,7 @@ class Mix:
     long_share: float = 0.0  # share of batches with longer chats (max_turns + 1 .. long_turns turns)
     long_turns: int = 12
     describe_first: float = 0.4  # share of conversations that open with a describe prompt
-    busy_share: float = 0.0  # share of samples drawn from the 3-object scenes only (the hardest to describe)
+    busy_share: float = 0.0  # share of images drawn from the 3-object scenes only (the hardest to describe)
 
     def draw_batch(self, size: int, scenes: Sequence[sw.Scene], rng: random.Random,
                    busy: Sequence[int] = ()) -> list[Sample]:
@@ -399,14 +405,14 @@ class Mix:
 
     def draw(self, n_pool: int, scenes: Sequence[sw.Scene], rng: random.Random, turns: int = 1,
              busy: Sequence[int] = ()) -> Sample:
+        def pick() -> int:
+            return rng.choice(busy) if self.busy_share and rng.random() < self.busy_share else rng.randrange(n_pool)
+
         if rng.random() < self.compare:
-            i, j = rng.randrange(n_pool), rng.randrange(n_pool)
+            i, j = pick(), pick()
             prompt = vary_case(sw.COMPARE_PROMPT, rng) if rng.random() < 0.2 else sw.COMPARE_PROMPT
             return Sample([(prompt, sw.compare_reply(scenes[i], scenes[j]))], [i, j])
-        if self.busy_share and rng.random() < self.busy_share:
-            i = rng.choice(busy)
-        else:
-            i = rng.randrange(n_pool)
+        i = pick()
         turns_ = sample_turns(scenes[i], rng, describe_only=self.describe_only, turns=turns,
                               describe_first=self.describe_first)
         return Sample(turns_, [i])
@@ -551,15 +557,16 @@ PLANS: dict[str, dict] = {
                     "batches 4-12 turns long (so that long chats keep working)"),
     )},
     "llava-next": {"pool": 4000, "stages": (
-        Stage("instruct", Mix(compare=0.3, max_turns=2, describe_first=0.6), 800, 5e-4, 16,
-              about="Visual instruction tuning with the Mistral template and any-res image tokens: "
-                    + _CONVERSATIONS.replace("1-4", "1-2") + ", 60% opening "
-                    "with a describe prompt, and, in 30% of the samples, two images with \"Compare these two "
-                    "images.\" -> \"The first image shows ... The second image shows ...\""),
-        Stage("compare", Mix(compare=0.5, max_turns=2, describe_first=0.6), 700, 3e-4, 16, train_vision=True,
-              about="The same with half of the samples two-image compares"),
-        Stage("compare2", Mix(compare=0.6, max_turns=2, busy_share=0.3, describe_first=0.6), 600, 2e-4, 16,
-              train_vision=True, about="Once more, 60% two-image compares, a third of the scenes with 3 objects"),
+        Stage("instruct", Mix(compare=0.4, max_turns=2, describe_first=0.6), 200, 5e-4, 16,
+              about="Visual instruction tuning with the Mistral template and any-res image tokens (a 2 x 2 grid "
+                    "of tiles at twice the base resolution, plus the base view): "
+                    + _CONVERSATIONS.replace("1-4", "1-2") + ", 60% opening with a describe prompt, and, in 40% "
+                    "of the samples, two images with \"Compare these two images.\" -> \"The first image shows ... "
+                    "The second image shows ...\""),
+        Stage("compare", Mix(compare=0.5, max_turns=2, busy_share=0.3, describe_first=0.6), 1150, 4e-4, 16,
+              train_vision=True,
+              about="The same with half of the samples two-image compares and 30% of the images drawn from "
+                    "the scenes with 3 objects; the vision tower learns to read the finer tiles"),
     )},
 }
 
@@ -615,8 +622,8 @@ def _architecture(name: str, model, n_image_tokens: int) -> str:
         f"- Image tokens per 224 px ShapesWorld image: {n_image_tokens}.",
     ]
     if name == "llava-next":
-        lines.append(f"- Any-res: `image_grid_pinpoints={cfg.image_grid_pinpoints}` (base view + 64 px tiles, "
-                     "one `image_newline` per tile row).")
+        lines.append(f"- Any-res: `image_grid_pinpoints={cfg.image_grid_pinpoints}` (llava-v1.6's grid in "
+                     f"{v.image_size} px tiles; base view + tiles, one `image_newline` per row of tile features).")
     template = "`USER: <image>\\n{prompt} ASSISTANT:`" if name == "llava" else "`[INST] <image>\\n{prompt} [/INST]`"
     lines.append(f"- Chat template: {template}; earlier turns stay in the prompt, each reply ends with `</s>`.")
     return "\n".join(lines)
