@@ -19,6 +19,7 @@ from transformers import (
 from vlm_course import shapesworld as sw
 from vlm_course import toy
 from vlm_course.anyres import tile_layout
+from vlm_course.sizes import specs
 from vlm_course.toybuild import data, llava
 
 N = 100  # scenes per quality metric (the model card measures 200)
@@ -73,10 +74,11 @@ def test_layout_matches_the_real_checkpoint(path, processor, model):
 
 
 def test_any_res_uses_llava_v16s_grid_scaled_to_the_toy_tower(processor, model):
-    vision = model.config.vision_config
-    real = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]  # llava-v1.6
-    assert model.config.image_grid_pinpoints == [[h // 336 * vision.image_size, w // 336 * vision.image_size]
-                                                 for h, w in real]
+    tile = model.config.vision_config.image_size
+    real = specs.config("llava-hf/llava-v1.6-mistral-7b-hf")
+    side = real.vision_config.image_size
+    assert model.config.image_grid_pinpoints == [[h // side * tile, w // side * tile] for h, w in real.image_grid_pinpoints]
+    assert [[1, 2], [2, 1], [2, 2], [3, 1], [1, 3]] == [[h // side, w // side] for h, w in real.image_grid_pinpoints]
 
 
 def test_any_res_tiles_follow_the_image_shape(processor, model):

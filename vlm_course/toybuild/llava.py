@@ -111,17 +111,19 @@ INTERMEDIATE = 256
 LAYERS = 4
 HEADS = 4
 MAX_POSITIONS = 2048
-# Any-res grid of llava-v1.6, in tiles of the vision tower's input size (336 px there): 1x2, 2x1,
-# 2x2, 3x1, 1x3. ShapesWorld's square images get the 2 x 2 grid (four tiles at twice the base
-# resolution, plus the base view). Set in both the model config and the image processor.
-PINPOINT_TILES = ((1, 2), (2, 1), (2, 2), (3, 1), (1, 3))
+
+REAL = {"llava": "llava-hf/llava-1.5-7b-hf", "llava-next": "llava-hf/llava-v1.6-mistral-7b-hf"}
 
 
 def pinpoints(tile: int) -> list[list[int]]:
-    """``image_grid_pinpoints`` for a vision tower of ``tile`` px: llava-v1.6's grid scaled to it."""
-    return [[rows * tile, cols * tile] for rows, cols in PINPOINT_TILES]
+    """``image_grid_pinpoints`` for a vision tower of ``tile`` px: the real llava-v1.6 grid (1x2, 2x1,
+    2x2, 3x1 and 1x3 tiles of its 336 px tower) scaled to it, so a square ShapesWorld scene gets
+    2 x 2 tiles at twice the base resolution. Set in both the model config and the image processor."""
+    from ..sizes.specs import config
 
-REAL = {"llava": "llava-hf/llava-1.5-7b-hf", "llava-next": "llava-hf/llava-v1.6-mistral-7b-hf"}
+    real = config(REAL["llava-next"])
+    side = real.vision_config.image_size
+    return [[height // side * tile, width // side * tile] for height, width in real.image_grid_pinpoints]
 
 
 # --- data ----------------------------------------------------------------------------------
