@@ -142,15 +142,14 @@ def fact_sheet(scene: sw.Scene) -> list[str | None]:
     the red, green, blue, yellow object (if just one); the object word of each of the 12 colour-shape
     pairs that is present; the shape word of each shape that is present. To answer "what color is the
     square?" the LM looks for a ``*square`` word, to answer "is there a red square?" for ``redsquare``."""
+    def the_only(matching: list[sw.ShapeObject]) -> str | None:
+        return object_word(matching[0].color, matching[0].shape) if len(matching) == 1 else None
+
     objects = scene.objects
     words: list[str | None] = [sw.COUNT_WORDS[len(objects)]]
     words += [sw.COUNT_WORDS[sum(o.shape == shape for o in objects)] for shape in sw.SHAPES]
-    for shape in sw.SHAPES:
-        matching = [o for o in objects if o.shape == shape]
-        words.append(object_word(matching[0].color, matching[0].shape) if len(matching) == 1 else None)
-    for color in sw.COLORS:
-        matching = [o for o in objects if o.color == color]
-        words.append(object_word(matching[0].color, matching[0].shape) if len(matching) == 1 else None)
+    words += [the_only([o for o in objects if o.shape == shape]) for shape in sw.SHAPES]
+    words += [the_only([o for o in objects if o.color == color]) for color in sw.COLORS]
     words += [object_word(c, s) if any(o.color == c and o.shape == s for o in objects) else None
               for c in sw.COLORS for s in sw.SHAPES]
     words += [shape if any(o.shape == shape for o in objects) else None for shape in sw.SHAPES]
