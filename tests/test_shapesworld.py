@@ -1,10 +1,12 @@
-"""ShapesWorld follows shared/specs/shapesworld.md exactly."""
+"""ShapesWorld follows its spec, docs/shapesworld.md, exactly (both samplers)."""
 
 from __future__ import annotations
 
 import itertools
 import math
 import random
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +29,48 @@ def test_object_counts_are_uniform_over_1_to_3():
         assert abs(counts.count(n) / len(counts) - 1 / 3) < 0.04
 
 
-@pytest.mark.parametrize("scene", SCENES[:200])
+ALT_SCENES = sw.sample_scenes(400, seed=7, sampler="alt")
+SPEC = (Path(__file__).resolve().parents[1] / "docs" / "shapesworld.md").read_text(encoding="utf-8")
+
+
+def _spec_numbers(pattern: str) -> tuple[int, ...]:
+    match = re.search(pattern, SPEC)
+    assert match, f"docs/shapesworld.md no longer says {pattern!r}"
+    return tuple(int(g) for g in match.groups())
+
+
+def test_the_generator_uses_the_numbers_of_docs_shapesworld_md():
+    assert _spec_numbers(r"Canvas: (\d+) x (\d+) RGB") == (sw.CANVAS_SIZE,) * 2
+    assert _spec_numbers(r"integer drawn uniformly from \[(\d+), (\d+)\]") == sw.BACKGROUND_RANGE
+    assert _spec_numbers(r"single-object scenes (\d+)\.\.(\d+)") == sw.SINGLE_OBJECT_RADIUS
+    assert _spec_numbers(r"2 or 3 objects (\d+)\.\.(\d+)") == sw.MULTI_OBJECT_RADIUS
+    assert _spec_numbers(r"r1 \+ r2 \+ (\d+)") == (sw.MIN_GAP,)
+    colours = dict(re.findall(r"(red|green|blue|yellow) \((\d+, \d+, \d+)\)", SPEC))
+    assert {c: tuple(map(int, v.split(", "))) for c, v in colours.items()} == sw.COLORS
+    for shape in sw.SHAPES:
+        assert f"- {shape}:" in SPEC
+    for question in ("how many shapes are there?", "how many {shape}s are there?", "what color is the {shape}?",
+                     "what shape is the {colour} object?", "is there a {colour} {shape}?", "is there a {shape}?"):
+        assert f"| {question} |" in SPEC
+    assert '"The image shows {caption}."' in SPEC and f'"{sw.COMPARE_PROMPT}"' in SPEC
+    for name, sampler in sw.SAMPLERS.items():
+        assert f"`{name}` (`{sampler.__name__}`)" in SPEC
+
+
+def test_alt_sampler_is_deterministic_and_built_differently():
+    assert sw.sample_scenes(400, seed=7, sampler="alt") == ALT_SCENES
+    assert ALT_SCENES[:50] != SCENES[:50]
+    counts = [len(s.objects) for s in sw.sample_scenes(3000, seed=1, sampler="alt")]
+    for n in (1, 2, 3):
+        assert abs(counts.count(n) / len(counts) - 1 / 3) < 0.04
+    touching = [o for s in ALT_SCENES for o in s.objects if min(o.cx, o.cy) == o.r or max(o.cx, o.cy) == 223 - o.r]
+    assert len(touching) > 100
+    assert all(len({o.cx for o in s.objects}) == len(s.objects) for s in ALT_SCENES)
+    with pytest.raises(ValueError, match="unknown sampler 'nope'; choose from course, alt"):
+        sw.sample_scenes(3, sampler="nope")
+
+
+@pytest.mark.parametrize("scene", SCENES[:200] + ALT_SCENES[:200])
 def test_placement_rules(scene):
     lo, hi = (28, 70) if len(scene.objects) == 1 else (21, 42)
     assert all(215 <= c <= 255 for c in scene.background)
@@ -163,3 +206,18 @@ def test_invalid_scenes_are_refused():
         sw.Scene((sw.ShapeObject("circle", "purple", 50, 50, 25),), (240, 240, 240))
     with pytest.raises(ValueError, match="n_objects"):
         sw.sample_scene(1, n_objects=4)
+
+
+def test_phrasings_public_and_held_out_are_disjoint_and_rephrasing_keeps_the_answer():
+    assert not set(sw.PUBLIC_DESCRIBE_PROMPTS) & set(sw.HELDOUT_DESCRIBE_PROMPTS)
+    assert not set(sw.PUBLIC_CAPTION_PREFIXES) & set(sw.HELDOUT_CAPTION_PREFIXES)
+    assert set(sw.DESCRIBE_PROMPTS) <= set(sw.PUBLIC_DESCRIBE_PROMPTS) and sw.COMPARE_PROMPT in sw.PUBLIC_COMPARE_PROMPTS
+    rng = random.Random(3)
+    assert sw.rephrase("What color is the square?", rng) in {
+        f.format(shape="square") for f in sw.QUESTION_PHRASINGS["color"]}
+    assert sw.rephrase("is there a red circle", rng) in {
+        f.format(color="red", shape="circle") for f in sw.QUESTION_PHRASINGS["yes_no_cs"]}
+    seen = {sw.rephrase(qa.question, rng) for s in SCENES[:50] for qa in sw.questions(s)}
+    assert not any("{" in q for q in seen) and len(seen) > 60
+    with pytest.raises(ValueError, match="not a ShapesWorld question"):
+        sw.rephrase("what is the meaning of life?", rng)

@@ -1,9 +1,11 @@
 """ShapesWorld v1: the offline toy world of the course.
 
-Implements ``shared/specs/shapesworld.md`` exactly: scene sampling, rendering,
-captions, zero-shot labels, question/answer pairs and chat conversations. Every
-toy checkpoint is trained on this distribution and every toy-profile example is
-drawn from it. All sampling is deterministic for a given seed.
+Implements the ShapesWorld spec (``docs/shapesworld.md``) exactly: scene sampling,
+rendering, captions, zero-shot labels, question/answer pairs and chat conversations.
+Every toy checkpoint is trained on this distribution and every toy-profile example is
+drawn from it. Two differently built samplers meet the spec (``SAMPLERS``): the
+course's own and a second one, so that the toys are measured on scenes of more than
+one placement procedure. All sampling is deterministic for a given seed.
 """
 
 from __future__ import annotations
@@ -41,6 +43,39 @@ ANSWER_SETS: dict[str, tuple[str, ...]] = {
 
 DESCRIBE_PROMPTS: tuple[str, ...] = ("What is shown in this image?", "Describe this image.")
 COMPARE_PROMPT = "Compare these two images."
+
+# How people ask in practice (transformers docs, model cards, tutorials). The toys train on the
+# public phrasings; the held-out ones are never in training and measure how far that carries.
+PUBLIC_DESCRIBE_PROMPTS: tuple[str, ...] = DESCRIBE_PROMPTS + (
+    "What's the content of the image?", "Describe the image in detail.", "What do you see?",
+    "What is in this image?", "What's in the image?", "Describe the image.", "What does this image show?",
+    "Can you describe this image?", "What is this?", "Tell me about this image.", "What is in the picture?",
+    "Describe this picture.", "What can you see?", "Caption this image.", "Explain this image.",
+)
+HELDOUT_DESCRIBE_PROMPTS: tuple[str, ...] = (
+    "What can you see in this picture?", "Describe what you see.", "What's in this picture?",
+    "Please describe the image.", "What does the picture show?", "Tell me what is in this image.",
+    "Can you tell me what is in the image?", "Describe the contents of this image.",
+)
+PUBLIC_COMPARE_PROMPTS: tuple[str, ...] = (
+    COMPARE_PROMPT, "Compare these two images and describe the differences.", "What is the difference between these two images?",
+    "Describe these two images.", "What do these two images show?", "Compare the two images.",
+)
+# Caption prefixes people give BLIP-2 to continue ("a photo of" -> "a photo of a red circle").
+PUBLIC_CAPTION_PREFIXES: tuple[str, ...] = ("a photo of", "a picture of", "an image of", "this is a picture of",
+                                            "a photography of")
+HELDOUT_CAPTION_PREFIXES: tuple[str, ...] = ("this is a photo of", "a picture showing")
+# Other wordings of the spec's questions ({shape}, {color} filled in); the answer is the spec question's.
+QUESTION_PHRASINGS: dict[str, tuple[str, ...]] = {
+    "count": ("How many shapes are in the image?", "How many objects are there?", "How many shapes do you see?",
+              "How many objects are in this image?"),
+    "shape_count": ("How many {shape}s are in the image?", "How many {shape}s do you see?", "Count the {shape}s.",
+                    "How many {shape}s are in this picture?"),
+    "color": ("What is the color of the {shape}?", "Which color is the {shape}?", "What colour does the {shape} have?"),
+    "shape": ("What is the shape of the {color} object?", "Which shape is {color}?", "What kind of shape is the {color} object?"),
+    "yes_no_cs": ("Is there a {color} {shape} in the image?", "Do you see a {color} {shape}?", "Is there any {color} {shape}?"),
+    "yes_no_s": ("Is there a {shape} in the image?", "Do you see a {shape}?", "Is there any {shape} in this picture?"),
+}
 
 
 @dataclass(frozen=True)
@@ -132,10 +167,58 @@ def sample_scene(rng: random.Random | int | None = None, n_objects: int | None =
     return Scene(objects=objects, background=background, seed=seed)  # type: ignore[arg-type]
 
 
-def sample_scenes(n: int, seed: int = 0, n_objects: int | None = None) -> list[Scene]:
-    """``n`` scenes drawn from one ``random.Random(seed)`` stream."""
+def _edge_or_free(rng: random.Random, r: int, edge_share: float) -> int:
+    """A centre coordinate for half-size ``r``: with probability ``edge_share`` the shape touches
+    one of the two margins, else anywhere it fits."""
+    if rng.random() < edge_share:
+        return rng.choice((r, CANVAS_SIZE - 1 - r))
+    return rng.randint(r, CANVAS_SIZE - 1 - r)
+
+
+def sample_scene_alt(rng: random.Random | int | None = None, n_objects: int | None = None,
+                     edge_share: float = 0.2) -> Scene:
+    """A second sampler that meets the spec but is built differently from ``sample_scene``: objects
+    are placed first and given their kinds afterwards, ``cy`` is drawn before ``cx``, the half-size
+    is drawn again on every placement try (so crowded scenes get smaller shapes), a coordinate
+    touches a canvas margin with probability ``edge_share``, and the background is drawn last.
+    Scenes with two centres at the same ``cx`` are drawn again (their left-to-right order would be
+    undefined)."""
+    seed = rng if isinstance(rng, int) else None
+    rng = _coerce_rng(rng)
+    n = n_objects if n_objects is not None else rng.choice((1, 2, 3))
+    if not 1 <= n <= 3:
+        raise ValueError(f"n_objects must be 1, 2 or 3, got {n}")
+    lo, hi = SINGLE_OBJECT_RADIUS if n == 1 else MULTI_OBJECT_RADIUS
+    while True:
+        placed: list[tuple[int, int, int]] = []
+        for _ in range(n):
+            for _ in range(MAX_PLACEMENT_TRIES):
+                r = rng.randint(lo, hi)
+                cy = _edge_or_free(rng, r, edge_share)
+                cx = _edge_or_free(rng, r, edge_share)
+                if all(((cx - ox) ** 2 + (cy - oy) ** 2) ** 0.5 > r + orr + MIN_GAP for ox, oy, orr in placed):
+                    placed.append((cx, cy, r))
+                    break
+            else:
+                break
+        if len(placed) == n and len({cx for cx, _, _ in placed}) == n:
+            break
+    objects = tuple(ShapeObject(rng.choice(SHAPES), rng.choice(tuple(COLORS)), cx, cy, r) for cx, cy, r in placed)
+    background = tuple(rng.randint(*BACKGROUND_RANGE) for _ in range(3))
+    return Scene(objects=objects, background=background, seed=seed)  # type: ignore[arg-type]
+
+
+# The samplers that meet the spec, by name: ``course`` trains and shows the toys, ``alt`` checks
+# that they hold on scenes placed another way.
+SAMPLERS = {"course": sample_scene, "alt": sample_scene_alt}
+
+
+def sample_scenes(n: int, seed: int = 0, n_objects: int | None = None, sampler: str = "course") -> list[Scene]:
+    """``n`` scenes drawn from one ``random.Random(seed)`` stream by ``SAMPLERS[sampler]``."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
     rng = random.Random(seed)
-    return [sample_scene(rng, n_objects) for _ in range(n)]
+    return [SAMPLERS[sampler](rng, n_objects) for _ in range(n)]
 
 
 def iter_scenes(seed: int = 0, n_objects: int | None = None) -> Iterator[Scene]:
@@ -279,6 +362,15 @@ def _parse(question: str) -> tuple[str, re.Match[str]]:
     raise ValueError(
         f"{question!r} is not a ShapesWorld question; see questions(scene) for the ones the toy models know"
     )
+
+
+def rephrase(question: str, rng: random.Random) -> str:
+    """Another wording of a spec question (``QUESTION_PHRASINGS``), with the same answer."""
+    kind, m = _parse(question)
+    form = rng.choice(QUESTION_PHRASINGS[kind])
+    names = {"count": (), "shape": ("color",), "yes_no_cs": ("color", "shape")}.get(kind, ("shape",))
+    fields = dict(zip(names, m.groups(), strict=True))
+    return form.format(**fields)
 
 
 def answer(scene: Scene, question: str) -> str:

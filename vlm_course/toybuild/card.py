@@ -33,7 +33,7 @@ tags: [vlm-course, toy, shapesworld]
 
 A tiny stand-in for `{real_checkpoint}` with the very same transformers class, so the course's
 code runs offline with meaningful output. It knows only ShapesWorld (see the course's
-`shared/specs/shapesworld.md`): coloured circles, squares and triangles on a plain background.
+`docs/shapesworld.md`): coloured circles, squares and triangles on a plain background.
 
 ## Architecture and size
 {architecture}
