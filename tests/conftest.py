@@ -59,3 +59,19 @@ def _no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
     yield
+
+
+@pytest.fixture(scope="session")
+def toy_llava_server():
+    """A real ``transformers serve`` with the toy LLaVA on a free loopback port, for the whole session.
+
+    A test may stop and start it again (fault injection); it is running again when each test ends.
+    """
+    from vlm_course.profiles import resolve
+    from vlm_course.serve import ServerProcess
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    server = ServerProcess(resolve("llava-hf/llava-1.5-7b-hf", profile="toy", verbose=False), env=env)
+    server.start(timeout=240)
+    yield server
+    server.stop()
