@@ -164,10 +164,11 @@ class Calc:
 
 
 def _calc_session(tmp_path, call_timeout: float):
-    work = tmp_path / "work"
+    source, work = tmp_path / "src", tmp_path / "scratch"
+    source.mkdir()
     work.mkdir()
-    (work / "image_search.py").write_text(CALC)
-    config = remote.SessionConfig(work_dir=str(work), shared_dirs=[], mode="process", call_timeout=call_timeout,
+    (source / "image_search.py").write_text(CALC)
+    config = remote.SessionConfig(source_dir=str(source), scratch=str(work), mode="process", call_timeout=call_timeout,
                                   max_restarts=1, limits=sandbox.Limits(cpu_s=60, memory_mb=2048, nproc=64).as_dict())
     return remote.RemoteSession(config)
 
@@ -338,6 +339,7 @@ def test_the_mount_plan_hides_the_tests_and_keeps_python(tmp_path):
     for d in (tests, out, work, shared):
         d.mkdir()
     spec = sandbox.SandboxSpec(work_dir=work, shared_dirs=[shared], hidden=[tests, out, pathlib.Path("/")], uid=61234)
+    assert sandbox.tool("mount").startswith(sandbox.TRUSTED_BIN) and sandbox.tool("no-such-tool") is None
     plan = sandbox.mount_plan(spec)
     hidden = dict(plan.hide)
     kept = dict(plan.keep)
@@ -349,6 +351,8 @@ def test_the_mount_plan_hides_the_tests_and_keeps_python(tmp_path):
     assert not any(sandbox._under(tests.resolve(), k) for k in kept) and not any(sandbox._under(out.resolve(), k) for k in kept)
     script = sandbox.setup_script(plan, spec)
     assert "setpriv --reuid=61234 --regid=61234 --clear-groups --no-new-privs" in script
+    assert "PATH=/usr/sbin:/usr/bin:/sbin:/bin" in script and "/usr/local" not in script.split("cd ")[0]
+    assert f"{sandbox.tool('mount')} -n -o remount,bind,ro" in script, "the host is read-only in the sandbox"
     assert script.strip().endswith("wait $!")
 
 

@@ -68,10 +68,54 @@ class Recorder:
         os.replace(tmp, self.path)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's tmpdir plugin made config._tmp_path_factory
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "points(n): points a test is worth when an exercise is graded")
     if remote.grading():
         _STATE["recorder"] = Recorder(config)
+        factory = getattr(config, "_tmp_path_factory", None)
+        if factory is not None:
+            _share_tmp_folders(factory)
+
+
+def _share_tmp_folders(factory) -> None:
+    """pytest makes its temporary folders 0700; the workers (other uids) must write in them too.
+
+    Each folder is opened right after pytest made it, inside the base folder that only this
+    process can write, so the mode change cannot be redirected elsewhere."""
+    get_base, make = factory.getbasetemp, factory.mktemp
+
+    def chmod(path, mode: int) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+
+    def getbasetemp():
+        base = get_base()
+        chmod(base, 0o755)
+        return base
+
+    def mktemp(basename: str, numbered: bool = True):
+        path = make(basename, numbered)
+        chmod(path, 0o777)
+        return path
+
+    factory.getbasetemp, factory.mktemp = getbasetemp, mktemp
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):
+    """Each test's own code runs under the trusted side's time limit (``remote.Watchdog``)."""
+    if not remote.grading():
+        return (yield)
+    watchdog = remote.session().watchdog
+    watchdog.start()
+    try:
+        return (yield)
+    finally:
+        watchdog.stop()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlm_course.grading import protocol, sandbox
+from vlm_course.grading import protocol, sandbox, scratch
 
 GRADING_ENV = "VLM_COURSE_GRADING_WORKER"
+MAX_REPLY = 64 * 1024 * 1024  # bytes of one answer from a worker (checked here, whatever the worker runs)
 SIGNALS = {
     signal.SIGKILL: "killed (SIGKILL: the memory limit, the process limit or the grader)",
     signal.SIGSEGV: "crashed (segmentation fault, e.g. out of memory in native code)",
@@ -59,8 +60,9 @@ class RemoteError(Exception):
 class SessionConfig:
     """What the grader tells the trusted test process (a JSON file named by $VLM_COURSE_GRADING_WORKER)."""
 
-    work_dir: str
-    shared_dirs: list[str] = field(default_factory=list)
+    source_dir: str  # the submission's allowed files (trusted side only; each worker gets copies)
+    scratch: str  # the folder (a tmpfs in namespace mode) where worker folders are made
+    shared_dirs: list[str] = field(default_factory=list)  # read-write for tests and workers (pytest's tmp_path)
     hidden: list[str] = field(default_factory=list)
     uid_base: int = sandbox.BASE_UID
     mode: str = "auto"
@@ -69,6 +71,7 @@ class SessionConfig:
     deadline: float | None = None  # time.time() after which no call starts
     max_restarts: int = 2
     report: str | None = None  # where the plugin writes its report
+    scratch_mb: int = 1024  # size of the scratch tmpfs (namespace mode)
 
     @classmethod
     def from_env(cls) -> SessionConfig:
@@ -82,14 +85,53 @@ class SessionConfig:
         path.write_text(json.dumps(self.__dict__, indent=1), encoding="utf-8")
 
 
+# ---- the trusted side's own time limit ---------------------------------------------------------------
+
+
+class Watchdog:
+    """A time limit on test code between two calls into the worker (SIGALRM, main thread only).
+
+    Test code that opens a FIFO the worker left in ``tmp_path``, or reads a file it keeps growing,
+    would otherwise block the trusted process until the whole submission times out."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = max(1.0, float(seconds))
+        self.active = False
+
+    def start(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGALRM, self._fire)
+        self.active = True
+        self.resume()
+
+    def resume(self) -> None:
+        if self.active:
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def pause(self) -> None:
+        if self.active:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def stop(self) -> None:
+        self.pause()
+        self.active = False
+
+    def _fire(self, signum, frame) -> None:
+        self.active = False
+        raise SandboxError(f"the test was stuck for {self.seconds:.0f} s outside the learner's code (e.g. opening a "
+                           "FIFO the submission left in a shared folder) and was stopped")
+
+
 # ---- captured output --------------------------------------------------------------------------------
 
 
 class OutputBuffer:
-    """Reads a worker's stdout+stderr in a thread, keeping at most ``cap`` bytes (the rest is counted)."""
+    """Reads a process's output in a thread, keeping at most ``cap`` bytes (the rest is counted):
+    the first ``cap`` bytes, or with ``tail=True`` the last ones."""
 
-    def __init__(self, fd: int, cap: int) -> None:
-        self.fd, self.cap = fd, cap
+    def __init__(self, fd: int, cap: int, tail: bool = False) -> None:
+        self.fd, self.cap, self.tail = fd, cap, tail
         self.kept = bytearray()
         self.dropped = 0
         self._taken = 0
@@ -106,6 +148,13 @@ class OutputBuffer:
             if not chunk:
                 break
             with self._lock:
+                if self.tail:
+                    self.kept += chunk
+                    extra = len(self.kept) - self.cap
+                    if extra > 0:
+                        del self.kept[:extra]
+                        self.dropped += extra
+                    continue
                 room = self.cap - len(self.kept)
                 if room > 0:
                     self.kept += chunk[:room]
@@ -172,13 +221,13 @@ class Worker:
         out_r, out_w = os.pipe()
         os.set_blocking(self.req_w, False)
         limits = sandbox.Limits(**cfg.limits)
-        uid = cfg.uid_base + self.session.next_uid_offset()
+        uid = cfg.uid_base + self.session.uid_offset(self.module)
+        work_dir = self._fresh_folder(uid)
         spec = sandbox.SandboxSpec(
-            work_dir=Path(cfg.work_dir), shared_dirs=[Path(p) for p in cfg.shared_dirs],
+            work_dir=work_dir, shared_dirs=[Path(p) for p in cfg.shared_dirs],
             hidden=[Path(p) for p in cfg.hidden], uid=uid, mode=cfg.mode, limits=limits,
         )
-        config = {"request_fd": req_r, "reply_fd": rep_w, "work_dir": cfg.work_dir, "limits": limits.as_dict()}
-        sandbox.give_to(uid, spec.work_dir, *spec.shared_dirs)
+        config = {"request_fd": req_r, "reply_fd": rep_w, "work_dir": str(work_dir), "limits": limits.as_dict()}
         try:
             self.launched = sandbox.launch(spec, sandbox.worker_command(config), pass_fds=(req_r, rep_w), stdout=out_w)
         finally:
@@ -187,6 +236,19 @@ class Worker:
         self.uid = uid
         self.output = OutputBuffer(out_r, limits.output_kb * 1024)
         self.session.protections = self.launched.protections
+
+    def _fresh_folder(self, uid: int) -> Path:
+        """A new folder for this generation, owned by the worker's uid from the start, holding copies of
+        the submission's files (read from the trusted source folder, written without following links)."""
+        cfg = self.session.config
+        drop = os.geteuid() == 0
+        folder = scratch.new_dir(Path(cfg.scratch), f"work-{self.module}-{self.generation}", uid if drop else None)
+        source = Path(cfg.source_dir)
+        for name in sorted(os.listdir(source)):
+            with open(os.path.join(source, name), "rb") as f:
+                scratch.write_file(folder, name, f.read(), uid if drop else None, 0o600)
+        scratch.new_dir(folder, ".tmp", uid if drop else None)
+        return folder
 
     def kill(self, why: str, kind: str) -> None:
         if self.launched is not None:
@@ -247,11 +309,10 @@ class Worker:
         budget = self.session.call_budget() if timeout is None else timeout
         if self._release:
             message["release"], self._release = self._release, []
-        if self.launched.mode == "namespace":
-            sandbox.give_to(self.uid, *(Path(p) for p in self.session.config.shared_dirs))
+        self.session.watchdog.pause()  # the call has its own timeout
         try:
             protocol.send(self.req_w, message, timeout=budget)
-            reply = protocol.receive(self.rep_r, timeout=budget)
+            reply = protocol.receive(self.rep_r, timeout=budget, limit=MAX_REPLY)
         except protocol.ChannelTimeout:
             why = f"{what} did not finish within {budget:.0f} s (infinite loop? the worker was killed)"
             self.kill(why, "timeout")
@@ -264,6 +325,8 @@ class Worker:
             why = f"the worker sent a broken answer during {what} ({exc}); it was killed"
             self.kill(why, "protocol")
             raise SandboxError(why) from None
+        finally:
+            self.session.watchdog.resume()
         return reply
 
     def release(self, n: int, generation: int) -> None:
@@ -294,11 +357,12 @@ class RemoteSession:
         self.events: list[dict] = []
         self.current_test: str | None = None
         self.protections: dict | None = None
-        self._uid_offset = 0
+        self.watchdog = Watchdog(config.call_timeout)
+        self._uids: dict[str, int] = {}
 
-    def next_uid_offset(self) -> int:
-        self._uid_offset += 1
-        return (self._uid_offset - 1) % 16
+    def uid_offset(self, module: str) -> int:
+        """A uid of its own per module (kept across restarts), so two workers never share RLIMIT_NPROC."""
+        return self._uids.setdefault(module, len(self._uids) % 16)
 
     def reap(self) -> None:
         """Process mode: kill daemons our workers left (adopted by this process as subreaper)."""
@@ -595,7 +659,7 @@ class RemoteSubmission:
 
     def __init__(self, remote: RemoteSession) -> None:
         self.remote = remote
-        self.folder = Path(remote.config.work_dir)
+        self.folder = Path(remote.config.source_dir)
         self._modules: dict[str, Any] = {}
 
     def load(self, module: str):

@@ -83,7 +83,8 @@ def build_results(meta: dict, data: dict | None, log_tail: str, options, elapsed
     """Gradescope results from the plugin's report ``data`` (None: the test process left no report)."""
     if data is None:
         return error_results(meta, f"the test process left no report; its last output:\n{log_tail[-3000:]}", elapsed)
-    errors = [f"test collection failed: {e}" for e in data.get("collection_errors") or []]
+    errors = [str(data["stopped"])] if data.get("stopped") else []
+    errors += [f"test collection failed: {e}" for e in data.get("collection_errors") or []]
     tests_in = data.get("tests") or []
     if not tests_in and not errors:
         errors.append(f"no test with a points marker ran; the test process said:\n{log_tail[-2000:]}")

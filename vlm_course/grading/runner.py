@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,8 +20,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vlm_course.grading import GRADER_VERSION, report, sandbox
-from vlm_course.grading.remote import GRADING_ENV, SessionConfig
+from vlm_course.grading import GRADER_VERSION, report, sandbox, scratch
+from vlm_course.grading.remote import GRADING_ENV, OutputBuffer, SessionConfig
 
 ALLOWED_FILES = ("image_search.py", "chatbot.py")
 MAX_FILE_BYTES = 1024 * 1024
@@ -46,6 +45,7 @@ class GradeOptions:
     visibility: str = "visible"
     max_restarts: int = 2
     hidden: list[Path] = field(default_factory=list)  # extra folders the worker must not see
+    scratch_mb: int = 1024  # the submission's scratch tmpfs (worker folders and pytest's tmp_path)
 
 
 @dataclass
@@ -230,63 +230,71 @@ def grade(source: Path, options: GradeOptions, name: str | None = None, slot: in
     return results
 
 
+PYTEST_OK = (0, 1)  # pytest's exit codes for "all passed" and "some tests failed"
+LOG_TAIL = 64 * 1024  # bytes of the test process's own output kept (the rest is counted and dropped)
+MAX_REPORT = 32 * 1024 * 1024
+
+
 def _run_tests(sub: Submission, options: GradeOptions, slot: int) -> tuple[dict | None, str]:
     files = test_files(options)
     if not files:
         raise ValueError(f"no test_*.py files{' for ' + ', '.join(options.only) if options.only else ''} in {options.tests_dir}")
-    root = Path(tempfile.mkdtemp(prefix=f"vlm-grade-{sub.name[:30]}-"))
+    mode = sandbox.resolve_mode(options.mode)
+    root = Path(tempfile.mkdtemp(prefix=f"vlm-grade-{sub.name[:30]}-"))  # 0700: the trusted side's only
     try:
-        os.chmod(root, 0o711)
-        work, shared, trusted = root / "work", root / "shared", root / "trusted"
-        for d in (work, shared, trusted):
-            d.mkdir()
+        source = scratch.new_dir(root, "src")
         for fname, data in sub.files.items():
-            (work / fname).write_bytes(data)
+            scratch.write_file(source, fname, data)
+        work = scratch.new_dir(root, "scratch", mode=0o755)  # namespace mode: a tmpfs is mounted here
         report_path = root / "report.json"
         deadline = time.time() + options.timeout
         config = SessionConfig(
-            work_dir=str(work), shared_dirs=[str(shared)],
+            source_dir=str(source), scratch=str(work), shared_dirs=[str(work / "shared")],
             hidden=[str(p) for p in [options.tests_dir, options.out_dir, sub.source, *options.hidden]],
-            uid_base=sandbox.BASE_UID + 16 * slot, mode=options.mode, limits=options.limits.as_dict(),
+            uid_base=sandbox.BASE_UID + 16 * slot, mode=mode, limits=options.limits.as_dict(),
             call_timeout=options.call_timeout, deadline=deadline, max_restarts=options.max_restarts,
-            report=str(report_path),
+            report=str(report_path), scratch_mb=options.scratch_mb,
         )
         config_path = root / "session.json"
         config.write(config_path)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "VLM_COURSE_SUBMISSION"))}
-        env.update({GRADING_ENV: str(config_path), "HF_HUB_OFFLINE": "1", "VLM_COURSE_PROFILE": "toy",
-                    "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(options.limits.threads),
-                    "PYTHONDONTWRITEBYTECODE": "1"})
-        cmd = [sys.executable, "-m", "pytest", *map(str, files), "-p", "vlm_course.grading.plugin",
-               "-p", "no:cacheprovider", "-p", "no:nbval", f"--basetemp={shared / 'pytest'}", "-q", "-rN", "--no-header", "--color=no", "--tb=short"]
-        log_path = root / "pytest.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=trusted, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "VLM_COURSE_SUBMISSION", GRADING_ENV))}
+        env.update({"HF_HUB_OFFLINE": "1", "VLM_COURSE_PROFILE": "toy", "TOKENIZERS_PARALLELISM": "false",
+                    "OMP_NUM_THREADS": str(options.limits.threads), "PYTHONDONTWRITEBYTECODE": "1"})
+        cmd = [sys.executable, "-m", "vlm_course.grading.trusted", str(config_path), *map(str, files),
+               "-p", "vlm_course.grading.plugin", "-p", "no:cacheprovider", "-p", "no:nbval",
+               f"--basetemp={work / 'shared' / 'pytest'}", "-q", "-rN", "--no-header", "--color=no", "--tb=short"]
+        if mode == "namespace":  # its own mount namespace, where the scratch tmpfs lives and dies
+            cmd = [sandbox.tool("unshare"), "--mount", "--propagation", "private", "--", *cmd]
+        log_r, log_w = os.pipe()
+        try:
+            proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log_w, stderr=log_w,
                                     start_new_session=True)
+        finally:
+            os.close(log_w)
+        log = OutputBuffer(log_r, LOG_TAIL, tail=True)
+        with _LOCK:
+            ACTIVE.add(proc.pid)
+        stopped = None
+        try:
+            proc.wait(timeout=options.timeout + 60)
+        except subprocess.TimeoutExpired:
+            stopped = f"the test process was stopped after {options.timeout + 60:.0f} s (the --timeout of the submission)"
+        finally:
+            if proc.poll() is None:
+                sandbox.kill_tree(proc.pid)
+            proc.wait()
             with _LOCK:
-                ACTIVE.add(proc.pid)
-            killed = False
-            try:
-                proc.wait(timeout=options.timeout + 60)
-            except subprocess.TimeoutExpired:
-                killed = True
-            finally:
-                if proc.poll() is None:
-                    sandbox.kill_tree(proc.pid)
-                proc.wait()
-                with _LOCK:
-                    ACTIVE.discard(proc.pid)
-                    sandbox.reap_orphans(set(ACTIVE))
+                ACTIVE.discard(proc.pid)
+                sandbox.reap_orphans(set(ACTIVE))
+        log.thread.join(timeout=10)
         data = _read_report(report_path)
-        if killed and data is not None:
-            data.setdefault("events", []).append({"module": None, "kind": "timeout", "test": None,
-                                                  "detail": f"grading stopped after {options.timeout + 60:.0f} s"})
-        with open(log_path, "rb") as f:
-            f.seek(max(0, log_path.stat().st_size - 8000))
-            log_tail = f.read().decode("utf-8", errors="replace")
-        return data, log_tail
+        if data is not None and stopped is None and (proc.returncode not in PYTEST_OK or not data.get("finished")):
+            stopped = f"the test process ended abnormally (exit status {proc.returncode}) before finishing its tests"
+        if data is not None and stopped:
+            data["stopped"] = stopped
+        return data, log.text()
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        scratch.remove_tree(root)
 
 
 ACTIVE: set[int] = set()  # pids of the test processes running now
@@ -302,7 +310,11 @@ def stop_all() -> None:
 
 def _read_report(path: Path) -> dict | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as f:
+            raw = f.read(MAX_REPORT + 1)
+        if len(raw) > MAX_REPORT:
+            return None
+        data = json.loads(raw.decode("utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

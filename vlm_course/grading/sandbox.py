@@ -2,13 +2,16 @@
 
 Two ways, chosen by ``mode``:
 
-``namespace`` (root with ``unshare`` and ``setpriv``, e.g. Linux CI): new network, mount and PID
-namespaces. Inside, a root ``sh`` covers the folders the worker must not see (the repository, the
+``namespace`` (root with ``unshare`` and ``setpriv``, e.g. Linux CI): new network, mount, IPC and
+PID namespaces. Inside, a root ``sh`` (started by absolute path, with a fixed PATH) makes every
+mount of the machine read-only, covers the folders the worker must not see (the repository, the
 tests, the output, the submissions, ``/tmp``, home folders...) with empty tmpfs mounts, binds back
 read-only only what Python needs (the interpreter, site-packages, the ``vlm_course`` package) and
-read-write only the worker's own folders, then starts the worker as an unprivileged uid with no
+read-write only the worker's own folder and the shared test folder (both in the submission's
+scratch tmpfs, see ``scratch``), then starts the worker as an unprivileged uid with no
 capabilities (``setpriv``) and waits for it. That ``sh`` is PID 1 of the namespace: when the worker
-ends or the grader kills it, every process the worker left behind dies with it.
+ends or the grader kills it, every process the worker left behind dies with it, and its private
+``/tmp``, ``/dev/shm`` and System V IPC objects go with the namespaces.
 
 ``process`` (the fallback: no root, no ``unshare``, macOS): a plain child process in its own
 session with the same resource limits; the grader becomes a child subreaper so that daemons the
@@ -23,8 +26,8 @@ import ctypes
 import functools
 import json
 import os
+import re
 import shlex
-import shutil
 import signal
 import stat
 import subprocess
@@ -34,8 +37,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import vlm_course
+from vlm_course.grading import scratch
 
 MODES = ("auto", "namespace", "process")
+TRUSTED_BIN = ("/usr/bin", "/bin", "/usr/sbin", "/sbin")  # where the grader's own tools come from (never $PATH)
+SCRIPT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 PACKAGE_DIR = Path(vlm_course.__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
 BASE_UID = 61000  # sandbox uids: BASE_UID + job slot (a uid of its own per parallel job)
@@ -79,6 +85,20 @@ class SandboxSpec:
 # ---- what this machine allows ---------------------------------------------------------------------
 
 
+def tool(name: str) -> str | None:
+    """The absolute path of a system tool the root side runs: only from TRUSTED_BIN, owned by root and
+    writable by nobody else (``$PATH`` and ``/usr/local/bin`` are never consulted)."""
+    for folder in TRUSTED_BIN:
+        path = os.path.join(folder, name)
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111 and st.st_uid == 0 and not st.st_mode & 0o022:
+            return path
+    return None
+
+
 @functools.cache
 def namespace_support() -> tuple[bool, str]:
     """(True, "") where namespaces work here, else (False, why not)."""
@@ -86,14 +106,17 @@ def namespace_support() -> tuple[bool, str]:
         return False, f"namespaces need Linux (this is {sys.platform})"
     if os.geteuid() != 0:
         return False, "namespaces need root (the grader runs as an unprivileged user)"
-    for tool in ("unshare", "setpriv", "sh", "mount"):
-        if shutil.which(tool) is None:
-            return False, f"{tool} is not installed"
+    for name in ("unshare", "setpriv", "sh", "mount", "umount", "mkdir", "cp", "chmod"):
+        if tool(name) is None:
+            return False, f"{name} is not installed in {', '.join(TRUSTED_BIN)} (owned by root)"
+    if not scratch.nosymfollow_supported():
+        return False, f"the kernel ({os.uname().release}) lacks nosymfollow mounts (Linux 5.10+)"
     try:
         probe = subprocess.run(
-            ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "sh", "-c",
-             "mount -t tmpfs -o size=4k vlm-probe /mnt 2>/dev/null || mount -t tmpfs -o size=4k vlm-probe /tmp"],
-            capture_output=True, timeout=30,
+            [tool("unshare"), "--net", "--mount", "--ipc", "--pid", "--fork", "--kill-child", "--mount-proc", tool("sh"), "-c",
+             f"{tool('mount')} -t tmpfs -o size=4k,nosymfollow vlm-probe /mnt 2>/dev/null || "
+             f"{tool('mount')} -t tmpfs -o size=4k,nosymfollow vlm-probe /tmp"],
+            capture_output=True, timeout=30, env={"PATH": SCRIPT_PATH},
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"unshare failed: {exc}"
@@ -238,6 +261,8 @@ def mount_plan(spec: SandboxSpec) -> MountPlan:
     for p in ("/tmp", "/var/tmp", "/dev/shm"):
         if Path(p).is_dir():
             hide[_real(p)] = "1777"
+    if Path("/dev/mqueue").is_dir():  # the host's POSIX queues (the worker's own live in its IPC namespace)
+        hide[Path("/dev/mqueue")] = "755"
     for p in ["/root", "/home", *sensitive]:
         if Path(p).exists():
             hide.setdefault(_real(p), "755")
@@ -272,33 +297,64 @@ def _stage_dir(avoid: Sequence[Path]) -> Path:
     raise SandboxUnavailable("no free folder to stage mounts in (tried /mnt, /media, /srv, /run, /opt, /var/lib)")
 
 
+def host_mounts() -> list[tuple[str, str]]:
+    """(mount point, per-mount flags to keep) of this mount namespace, outside /proc, /sys and /dev."""
+    out = []
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return [("/", "")]
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6:
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+        if any(point == p or point.startswith(p + "/") for p in ("/proc", "/sys", "/dev")):
+            continue
+        keep = [o for o in fields[5].split(",") if o in ("nosuid", "nodev", "noexec")]
+        out.append((point, ",".join(keep)))
+    return out or [("/", "")]
+
+
 def setup_script(plan: MountPlan, spec: SandboxSpec) -> str:
-    """The root shell script run as PID 1 inside the namespaces; its arguments are the worker's argv."""
+    """The root shell script run as PID 1 inside the namespaces; its arguments are the worker's argv.
+
+    Every tool is called by its absolute path (``tool``); every mount of the machine becomes
+    read-only before anything is brought back, so the worker can write only to its own folder,
+    the shared test folder and its private ``/tmp``, ``/var/tmp`` and ``/dev/shm``."""
     q = shlex.quote
+    mkdir, cp, chmod = (q(tool(n) or n) for n in ("mkdir", "cp", "chmod"))
+    # -n: no record in /run/mount/utab (read-only by then; nothing outside this namespace needs it)
+    mount, umount = (f"{q(tool(n) or n)} -n" for n in ("mount", "umount"))
+    setpriv = q(tool("setpriv") or "setpriv")
     fsize = max(1, spec.limits.fsize_mb)
     copy_mb = 1 + sum(p.stat().st_size for p in plan.copies) // (1024 * 1024)
-    lines = ["set -e", "umask 022", "mount --make-rprivate /",
-             f"mount -t tmpfs -o size={copy_mb + 1}m,mode=700 vlm-stage {q(str(plan.stage))}"]
+    lines = ["set -e", f"PATH={SCRIPT_PATH}", "export PATH", "umask 022", f"{mount} --make-rprivate /"]
+    for point, flags in host_mounts():  # the host read-only, keeping nosuid/nodev/noexec where they were
+        opts = ",".join(x for x in ("remount,bind,ro", flags) if x)
+        lines.append(f"if [ -d {q(point)} ]; then {mount} -o {opts} {q(point)}; fi")
+    lines.append(f"{mount} -t tmpfs -o size={copy_mb + 1}m,mode=700 vlm-stage {q(str(plan.stage))}")
     for i, path in enumerate(plan.copies):  # readable copies of files only root may read
-        lines += [f"cp {q(str(path))} {q(f'{plan.stage}/copy{i}')}", f"chmod 644 {q(f'{plan.stage}/copy{i}')}"]
+        lines += [f"{cp} {q(str(path))} {q(f'{plan.stage}/copy{i}')}", f"{chmod} 644 {q(f'{plan.stage}/copy{i}')}"]
     for i, (path, writable) in enumerate(plan.keep):
         dest = f"{plan.stage}/{i}"
         opts = "remount,bind,nosuid,nodev" + ("" if writable else ",ro")
-        lines += [f"mkdir {q(dest)}", f"mount --bind {q(str(path))} {q(dest)}", f"mount -o {opts} {q(dest)}"]
+        lines += [f"{mkdir} {q(dest)}", f"{mount} --bind {q(str(path))} {q(dest)}", f"{mount} -o {opts} {q(dest)}"]
     for path, mode in plan.hide:
         size = f"{fsize}m" if mode == "1777" else "1m"
-        lines.append(f"mount -t tmpfs -o size={size},mode={mode},nosuid,nodev vlm-hide {q(str(path))}")
+        lines.append(f"{mount} -t tmpfs -o size={size},mode={mode},nosuid,nodev vlm-hide {q(str(path))}")
     for i, (path, _) in enumerate(plan.keep):
-        lines += [f"mkdir -p {q(str(path))}", f"mount --move {q(f'{plan.stage}/{i}')} {q(str(path))}"]
+        lines += [f"{mkdir} -p {q(str(path))}", f"{mount} --move {q(f'{plan.stage}/{i}')} {q(str(path))}"]
     for path, mode in plan.hide_inside_keep:
-        lines.append(f"if [ -d {q(str(path))} ]; then mount -t tmpfs -o size=1m,mode={mode} vlm-hide {q(str(path))}; fi")
+        lines.append(f"if [ -d {q(str(path))} ]; then {mount} -t tmpfs -o size=1m,mode={mode} vlm-hide {q(str(path))}; fi")
     for i, path in enumerate(plan.copies):
-        lines.append(f"mount --bind {q(f'{plan.stage}/copy{i}')} {q(str(path))}")
+        lines.append(f"{mount} --bind {q(f'{plan.stage}/copy{i}')} {q(str(path))}")
     lines += [
-        f"umount -l {q(str(plan.stage))}",
+        f"{umount} -l {q(str(plan.stage))}",
         f"cd {q(str(spec.work_dir))}",
         # the worker as an unprivileged uid without capabilities; this root shell stays PID 1 and waits
-        f"setpriv --reuid={spec.uid} --regid={spec.uid} --clear-groups --no-new-privs --inh-caps=-all "
+        f"{setpriv} --reuid={spec.uid} --regid={spec.uid} --clear-groups --no-new-privs --inh-caps=-all "
         '--bounding-set=-all -- "$@" </dev/null &',
         "wait $!",
     ]
@@ -466,14 +522,14 @@ def launch(spec: SandboxSpec, argv: list[str], pass_fds: Sequence[int], stdout: 
     }
     if mode == "namespace":
         plan = mount_plan(spec)
-        cmd = ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc",
-               "sh", "-c", setup_script(plan, spec), "vlm-sandbox", *argv]
-        protections.update(network="namespace", filesystem="hidden", uid=spec.uid, pids="namespace")
+        cmd = [tool("unshare"), "--net", "--mount", "--ipc", "--pid", "--fork", "--kill-child", "--mount-proc",
+               tool("sh"), "-c", setup_script(plan, spec), "vlm-sandbox", *argv]
+        protections.update(network="namespace", filesystem="hidden", host="read-only", uid=spec.uid, pids="namespace",
+                           ipc="namespace", scratch="tmpfs, nosymfollow")
         popen = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stdout,
                                  pass_fds=tuple(pass_fds), start_new_session=True, preexec_fn=_die_with_parent)
     else:
         become_subreaper()
-        (spec.work_dir / ".tmp").mkdir(exist_ok=True)
         drop = None
         if os.geteuid() == 0 and _reachable_by_others(_real(sys.executable)):
             drop = spec.uid
@@ -483,19 +539,3 @@ def launch(spec: SandboxSpec, argv: list[str], pass_fds: Sequence[int], stdout: 
                                  stderr=stdout, pass_fds=tuple(pass_fds), start_new_session=True,
                                  preexec_fn=lambda: _process_preexec(limits, drop))
     return Launched(popen=popen, mode=mode, protections=protections)
-
-
-def give_to(uid: int, *paths: Path) -> None:
-    """chown -R (without following links) so the sandbox uid may read and write there."""
-    if os.geteuid() != 0:
-        return
-    for root in paths:
-        if not root.exists():
-            continue
-        os.lchown(root, uid, uid)
-        for dirpath, dirnames, filenames in os.walk(root):
-            for name in dirnames + filenames:
-                try:
-                    os.lchown(os.path.join(dirpath, name), uid, uid)
-                except OSError:
-                    pass

@@ -1,0 +1,134 @@
+"""The scratch folder of one graded submission, handled without following what the worker planted.
+
+Everything the worker may write lies in one scratch folder. In namespace mode it is a size-limited
+tmpfs with ``nosymfollow``, mounted in the trusted test process's own mount namespace: a symbolic
+link the worker leaves there is never followed by the trusted side (not even by test code that
+writes ``tmp_path / "x"``), no hard link can reach a host file (another file system), and the whole
+folder disappears with the namespace when grading ends.
+
+The trusted side creates each folder a worker needs, owned by the worker's uid from the start
+(``new_dir``), so it never changes the ownership of anything afterwards; ``remove_tree`` deletes a
+tree the worker filled (process mode) without recursion and without following links.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import stat
+import sys
+from pathlib import Path
+
+MS_NOSUID, MS_NODEV, MS_NOSYMFOLLOW = 2, 4, 256
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def mount_tmpfs(target: Path, size_mb: int, mode: int = 0o755) -> None:
+    """Mount a size-limited tmpfs (nosuid, nodev, nosymfollow) on ``target``; OSError if refused."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
+    options = f"size={max(1, int(size_mb))}m,mode={mode:o}".encode()
+    flags = MS_NOSUID | MS_NODEV | MS_NOSYMFOLLOW
+    if libc.mount(b"vlm-scratch", os.fsencode(target), b"tmpfs", flags, options) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"cannot mount the scratch tmpfs on {target}: {os.strerror(err)}")
+
+
+def new_dir(parent: Path, name: str, uid: int | None = None, mode: int = 0o700) -> Path:
+    """Create ``parent/name`` (fresh: it must not exist) owned by ``uid`` from the start; returns its path.
+
+    ``parent`` must be a folder the worker cannot write, so nobody can race the creation."""
+    pfd = os.open(parent, DIR_FLAGS)
+    try:
+        os.mkdir(name, 0o700, dir_fd=pfd)
+        fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
+        try:
+            if uid is not None and os.geteuid() == 0:
+                os.fchown(fd, uid, uid)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(pfd)
+    return parent / name
+
+
+def write_file(folder: Path, name: str, data: bytes, uid: int | None = None, mode: int = 0o600) -> None:
+    """Create ``folder/name`` (a new file, never through a link) with ``data``, owned by ``uid``."""
+    dfd = os.open(folder, DIR_FLAGS)
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if uid is not None and os.geteuid() == 0:
+                os.fchown(f.fileno(), uid, uid)
+            os.fchmod(f.fileno(), mode)
+    finally:
+        os.close(dfd)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete ``path`` and everything in it, however deep, without recursion or following links.
+
+    Sub-folders are emptied by renaming their entries up into the top folder (all renames stay
+    inside one file system), so a chain of thousands of nested folders costs no stack."""
+    try:
+        top = os.open(path, DIR_FLAGS)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+            os.unlink(path)
+            return
+        raise
+    counter = 0
+    try:
+        while True:
+            names = os.listdir(top)
+            if not names:
+                break
+            for name in names:
+                try:
+                    st = os.stat(name, dir_fd=top, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if not stat.S_ISDIR(st.st_mode):
+                    os.unlink(name, dir_fd=top)
+                    continue
+                try:
+                    os.rmdir(name, dir_fd=top)
+                    continue
+                except OSError:
+                    pass
+                sub = os.open(name, DIR_FLAGS, dir_fd=top)
+                try:
+                    os.fchmod(sub, 0o700)  # a worker may have left it unwritable
+                    for inner in os.listdir(sub):
+                        counter = _free_name(top, counter)
+                        os.rename(inner, f".vlm-rm-{counter}", src_dir_fd=sub, dst_dir_fd=top)
+                finally:
+                    os.close(sub)
+    finally:
+        os.close(top)
+    os.rmdir(path)
+
+
+def _free_name(dir_fd: int, counter: int) -> int:
+    while True:
+        counter += 1
+        try:
+            os.stat(f".vlm-rm-{counter}", dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return counter
+
+
+def nosymfollow_supported() -> bool:
+    """Linux 5.10+ knows MS_NOSYMFOLLOW (older kernels would ignore or refuse it)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 10)
