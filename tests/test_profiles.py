@@ -6,6 +6,7 @@ import pytest
 import requests
 
 from vlm_course import profiles, toy
+from vlm_course.catalogue import MODELS
 from vlm_course.profiles import HubUnavailableError, ProfileError, resolve, resolve_model
 
 
@@ -23,20 +24,21 @@ def _fake_cached(cache, model_id):
     snap = repo / "snapshots" / "abc123"
     snap.mkdir(parents=True)
     (snap / "config.json").write_text("{}")
+    (snap / "model.safetensors").write_text("")
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("abc123")
 
 
 def test_toy_profile_gives_the_toy_folder_of_the_same_class(empty_cache):
     assert toy.available() == list(toy.TOY_NAMES)
-    for hub_id, entry in profiles.REGISTRY.items():
+    for hub_id, entry in MODELS.items():
         target = resolve(hub_id, "toy", verbose=False)
         assert target == str(toy.model_path(entry.toy_name))
         assert toy.TOY_MODELS[entry.toy_name][0] == entry.model_class
 
 
 def test_both_clip_ids_and_both_next_ids_share_a_toy():
-    names = {m.hub_id: m.toy_name for m in profiles.REGISTRY.values()}
+    names = {m.hub_id: m.toy_name for m in MODELS.values()}
     assert names["openai/clip-vit-base-patch32"] == names["openai/clip-vit-large-patch14"] == "clip"
     assert names["llava-hf/llava-v1.6-mistral-7b-hf"] == names["llava-hf/llama3-llava-next-8b-hf"] == "llava-next"
     assert set(names.values()) == set(toy.TOY_NAMES)
@@ -52,18 +54,19 @@ def test_profile_comes_from_argument_then_environment(monkeypatch, empty_cache):
         profiles.current_profile("gpu")
 
 
-def test_unknown_model_id_lists_the_known_ones():
-    with pytest.raises(ProfileError, match="not a course model") as err:
-        resolve("someone/unknown-model", "toy")
-    assert "openai/clip-vit-base-patch32" in str(err.value)
+def test_unknown_names_pass_through_in_every_profile(capsys):
+    for profile in ("toy", "auto", "hub"):
+        res = resolve_model("someone/unknown-model", profile)
+        assert (res.target, res.profile) == ("someone/unknown-model", "direct")
+    assert "not a course model; loaded as given" in capsys.readouterr().out
 
 
 def test_hub_profile_offline_with_empty_cache_names_the_fix(monkeypatch, empty_cache):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(HubUnavailableError) as err:
-        resolve("llava-hf/llava-1.5-7b-hf", "hub")
+        resolve("openai/clip-vit-base-patch32", "hub")
     message = str(err.value)
-    assert "llava-hf/llava-1.5-7b-hf" in message and "HF_HUB_OFFLINE=1" in message
+    assert "openai/clip-vit-base-patch32" in message and "HF_HUB_OFFLINE=1" in message
     assert "vlm-course download" in message and "VLM_COURSE_PROFILE=toy" in message
 
 

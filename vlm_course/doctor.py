@@ -62,23 +62,17 @@ def _check_versions(report: Report) -> None:
     )
 
 
-def _check_machine(report: Report) -> tuple[int, int]:
+def _check_machine(report: Report) -> None:
     import psutil
 
     from .device import describe_device, pick_device
 
     device = pick_device()
     report.add("device", OK, describe_device(device))
-    gpu_bytes = 0
-    if device.type == "cuda":
-        import torch
-
-        gpu_bytes = torch.cuda.get_device_properties(device).total_memory
     ram = psutil.virtual_memory()
     report.add("RAM", OK if ram.total >= 4 * 2**30 else WARN,
                f"{ram.total / 2**30:.1f} GiB total, {ram.available / 2**30:.1f} GiB available",
                "" if ram.total >= 4 * 2**30 else "close other programs; the toy profile needs about 2 GiB")
-    return ram.total, gpu_bytes
 
 
 def _check_disk_and_cache(report: Report) -> None:
@@ -90,7 +84,9 @@ def _check_disk_and_cache(report: Report) -> None:
     status = OK if free >= 2 * 2**30 else WARN
     report.add("free disk", status, f"{free / 2**30:.1f} GiB free at {probe}",
                "" if status == OK else "free some space: the real checkpoints need 0.6-16 GB each")
-    cached = [hub_id for hub_id in profiles.REGISTRY if profiles.is_cached(hub_id)]
+    from .catalogue import MODELS
+
+    cached = [m.hub_id for m in MODELS.values() if profiles.is_cached(m.hub_id, m.revision)]
     detail = f"{cache}; course checkpoints cached: {', '.join(cached) if cached else 'none'}"
     report.add("HF cache", OK, detail)
 
@@ -110,6 +106,18 @@ def _check_toy_and_profile(report: Report) -> None:
     except profiles.ProfileError as exc:
         report.add("profile", FAIL, str(exc), "set VLM_COURSE_PROFILE to auto, hub or toy")
         return
+    if chosen == "hub" and (profiles.hub_offline() or not profiles.hub_reachable()):
+        from .catalogue import MODELS
+
+        why = "HF_HUB_OFFLINE is set" if profiles.hub_offline() else "the hub cannot be reached"
+        if not any(profiles.is_cached(m.hub_id, m.revision) for m in MODELS.values()):
+            report.add("profile", FAIL, f"'hub' (from ${profiles.PROFILE_ENV}), but {why} and no course checkpoint "
+                       "is in the Hugging Face cache, so no lesson can load its model",
+                       "connect and run `vlm-course download --lesson N` first, or use the default profile "
+                       f"(unset {profiles.PROFILE_ENV}) or {profiles.PROFILE_ENV}=toy")
+            return
+        report.add("profile", WARN, f"'hub' (from ${profiles.PROFILE_ENV}); {why}, so only cached checkpoints load")
+        return
     if chosen != "auto":
         report.add("profile", OK, f"'{chosen}' (from ${profiles.PROFILE_ENV})")
         return
@@ -123,22 +131,50 @@ def _check_toy_and_profile(report: Report) -> None:
     report.add("profile", OK, f"auto -> 'toy' for models not cached ({why}); set VLM_COURSE_PROFILE=hub|toy to choose")
 
 
-def _check_hub_lessons(report: Report, ram: int, gpu: int) -> None:
-    from .sizes import lessons_runnable
+def _plan_text(plan) -> str:
+    from .loadplan import gb
+    from .sizes.fit import gib
 
-    for lesson, fit in lessons_runnable(ram, gpu).items():
-        report.add(f"lesson {lesson} (hub)", OK if fit.ok else WARN, fit.why,
-                   "" if fit.ok else "use the toy profile for this lesson (VLM_COURSE_PROFILE=toy)")
+    name = f"toy {Path(plan.checkpoint).name}" if plan.source == "toy" else plan.checkpoint
+    download = f", download {gb(plan.download_bytes)}" if plan.download_bytes else ""
+    return f"{name} ({plan.dtype_name}, {gib(plan.memory_bytes)}{download})"
+
+
+def _check_lessons(report: Report, machine) -> None:
+    """Per lesson: what the current profile loads here (checkpoint, dtype, memory, download)."""
+    from . import profiles
+    from .catalogue import lessons
+    from .loadplan import ModelDoesNotFitError, plan_load
+
+    try:
+        profile = profiles.current_profile()
+    except profiles.ProfileError:
+        return  # reported by the profile check
+    for lesson, models in lessons().items():
+        loads, problems = [], []
+        for model in models:
+            try:
+                loads.append(_plan_text(plan_load(model, profile, machine)))
+            except (profiles.HubUnavailableError, ModelDoesNotFitError) as exc:
+                problems.append(str(exc).splitlines()[0])
+        if problems:
+            report.add(f"lesson {lesson}", FAIL, "; ".join(loads + problems),
+                       f"run `vlm-course download --lesson {int(lesson)}` while online, or use the default "
+                       f"profile (unset {profiles.PROFILE_ENV}), which falls back to models this machine can run")
+        else:
+            report.add(f"lesson {lesson}", OK, f"{profile}: " + "; ".join(loads))
 
 
 def collect() -> Report:
     """Run every check and return the report (prints nothing)."""
     report = Report()
     _check_versions(report)
-    ram, gpu = _check_machine(report)
+    _check_machine(report)
     _check_disk_and_cache(report)
     _check_toy_and_profile(report)
-    _check_hub_lessons(report, ram, gpu)
+    from .sizes.fit import Machine
+
+    _check_lessons(report, Machine.detect())
     return report
 
 

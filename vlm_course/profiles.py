@@ -1,10 +1,13 @@
-"""Model profiles: turn a hub checkpoint id into what to load.
+"""Model profiles: which checkpoint a course model name becomes.
 
-* ``hub``  - the real checkpoint id (downloaded by ``from_pretrained`` or already cached);
+* ``hub``  - the real checkpoint (downloaded by ``from_pretrained`` or already cached), loaded only
+  if it fits this machine;
 * ``toy``  - the local toy checkpoint of the same transformers class, trained on ShapesWorld;
-* ``auto`` - ``hub`` when the checkpoint is cached or the hub answers within ~2 s, else ``toy``.
+* ``auto`` - the real checkpoint when it fits this machine and is cached or a small download, else a
+  laptop-size real checkpoint of the same class, else the toy (``vlm_course.loadplan`` has the rules).
 
 The profile comes from the ``profile`` argument, else ``VLM_COURSE_PROFILE``, else ``auto``.
+``resolve`` gives only the checkpoint; ``loadplan.plan_load`` also gives dtype, quantization and device.
 """
 
 from __future__ import annotations
@@ -13,42 +16,16 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
-from . import toy
+from .catalogue import MODELS, is_course_model
 
 PROFILES = ("auto", "hub", "toy")
 PROFILE_ENV = "VLM_COURSE_PROFILE"
 HUB_TIMEOUT_S = 2.0
-
-
-@dataclass(frozen=True)
-class CourseModel:
-    """A real checkpoint the lessons name, and its toy stand-in."""
-
-    hub_id: str
-    toy_name: str
-    model_class: str
-    task: str
-    lessons: tuple[str, ...]
-
-
-REGISTRY: dict[str, CourseModel] = {
-    m.hub_id: m
-    for m in (
-        CourseModel("openai/clip-vit-base-patch32", "clip", "CLIPModel", "zero-shot-image-classification", ("01", "08")),
-        CourseModel("openai/clip-vit-large-patch14", "clip", "CLIPModel", "zero-shot-image-classification", ("01",)),
-        CourseModel("google/siglip-base-patch16-224", "siglip", "SiglipModel", "zero-shot-image-classification", ("02",)),
-        CourseModel("Salesforce/blip-image-captioning-base", "blip-captioning", "BlipForConditionalGeneration", "image-text-to-text", ("03",)),
-        CourseModel("Salesforce/blip-vqa-base", "blip-vqa", "BlipForQuestionAnswering", "visual-question-answering", ("03",)),
-        CourseModel("Salesforce/blip2-opt-2.7b", "blip2", "Blip2ForConditionalGeneration", "image-text-to-text", ("04", "06")),
-        CourseModel("llava-hf/llava-1.5-7b-hf", "llava", "LlavaForConditionalGeneration", "image-text-to-text", ("05", "06", "09")),
-        CourseModel("llava-hf/llava-v1.6-mistral-7b-hf", "llava-next", "LlavaNextForConditionalGeneration", "image-text-to-text", ("05",)),
-        CourseModel("llava-hf/llama3-llava-next-8b-hf", "llava-next", "LlavaNextForConditionalGeneration", "image-text-to-text", ("05",)),
-    )
-}
+REGISTRY = MODELS  # the catalogue under its former name, for callers not yet switched to vlm_course.catalogue
 
 
 class ProfileError(ValueError):
-    """An unknown profile or model id."""
+    """An unknown profile name."""
 
 
 class HubUnavailableError(RuntimeError):
@@ -88,15 +65,19 @@ def hub_cache_dir() -> str:
     return constants.HF_HUB_CACHE
 
 
-def is_cached(model_id: str) -> bool:
-    """True when the checkpoint's config is already in the local Hugging Face cache."""
+def is_cached(model_id: str, revision: str | None = None) -> bool:
+    """True when the checkpoint's config and weights (one file or a shard index) are in the local
+    Hugging Face cache."""
     from huggingface_hub import try_to_load_from_cache
 
-    try:
-        found = try_to_load_from_cache(model_id, "config.json", cache_dir=hub_cache_dir())
-    except Exception:  # a malformed cache must not break the course
-        return False
-    return isinstance(found, str)
+    def present(filename: str) -> bool:
+        try:
+            found = try_to_load_from_cache(model_id, filename, cache_dir=hub_cache_dir(), revision=revision)
+        except Exception:  # a malformed cache must not break the course
+            return False
+        return isinstance(found, str)
+
+    return present("config.json") and (present("model.safetensors") or present("model.safetensors.index.json"))
 
 
 @lru_cache(maxsize=1)
@@ -114,17 +95,6 @@ def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
     return True
 
 
-def course_model(model_id: str) -> CourseModel:
-    """The registry entry for a hub id (or for a toy name, its first hub id)."""
-    if model_id in REGISTRY:
-        return REGISTRY[model_id]
-    for m in REGISTRY.values():
-        if m.toy_name == model_id:
-            return m
-    known = "\n  ".join(REGISTRY)
-    raise ProfileError(f"{model_id!r} is not a course model. Known checkpoints:\n  {known}")
-
-
 def current_profile(profile: str | None = None) -> str:
     """The requested profile: the argument, else ``$VLM_COURSE_PROFILE``, else ``auto``."""
     chosen = (profile or os.environ.get(PROFILE_ENV) or "auto").strip().lower()
@@ -133,7 +103,7 @@ def current_profile(profile: str | None = None) -> str:
     return chosen
 
 
-def _hub_unavailable(model_id: str) -> HubUnavailableError:
+def hub_unavailable(model_id: str) -> HubUnavailableError:
     why = "HF_HUB_OFFLINE=1 is set" if hub_offline() else "the Hugging Face hub cannot be reached"
     return HubUnavailableError(
         f"{model_id} is not in the local Hugging Face cache and {why}.\n"
@@ -143,22 +113,18 @@ def _hub_unavailable(model_id: str) -> HubUnavailableError:
 
 
 def resolve_model(model_id: str, profile: str | None = None, *, verbose: bool = True) -> Resolution:
-    """Decide what to load for ``model_id`` under ``profile``; see the module docstring."""
-    entry = course_model(model_id)
-    chosen = current_profile(profile)
-    if chosen == "toy":
-        res = Resolution(entry.hub_id, "toy", str(toy.model_path(entry.toy_name)), "toy profile requested")
-    elif is_cached(entry.hub_id):
-        res = Resolution(entry.hub_id, "hub", entry.hub_id, "found in the local Hugging Face cache")
-    elif chosen == "hub":
-        if not hub_reachable():
-            raise _hub_unavailable(entry.hub_id)
-        res = Resolution(entry.hub_id, "hub", entry.hub_id, "hub profile requested; will download")
-    elif hub_reachable():
-        res = Resolution(entry.hub_id, "hub", entry.hub_id, "hub reachable; will download")
+    """Decide what to load for ``model_id`` under ``profile`` (through ``loadplan.plan_load``).
+
+    A name that is not a course model (a local folder, another hub id) passes through unchanged
+    with profile ``"direct"``.
+    """
+    if not is_course_model(model_id):
+        res = Resolution(model_id, "direct", model_id, "not a course model; loaded as given")
     else:
-        why = "HF_HUB_OFFLINE=1" if hub_offline() else f"hub unreachable within {HUB_TIMEOUT_S:g} s"
-        res = Resolution(entry.hub_id, "toy", str(toy.model_path(entry.toy_name)), f"not cached and {why}")
+        from .loadplan import plan_load
+
+        plan = plan_load(model_id, profile)
+        res = Resolution(plan.model, "toy" if plan.source == "toy" else "hub", plan.checkpoint, plan.reason)
     if verbose:
         print(res)
     return res

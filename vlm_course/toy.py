@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .catalogue import TOYS
+
 TOY_MODELS_DIR = Path(__file__).resolve().parent / "toy_models"
 
-# name -> (model class, processor class) exactly as the real checkpoints use them.
-TOY_MODELS: dict[str, tuple[str, str]] = {
-    "clip": ("CLIPModel", "CLIPProcessor"),
-    "siglip": ("SiglipModel", "SiglipProcessor"),
-    "blip-captioning": ("BlipForConditionalGeneration", "BlipProcessor"),
-    "blip-vqa": ("BlipForQuestionAnswering", "BlipProcessor"),
-    "blip2": ("Blip2ForConditionalGeneration", "Blip2Processor"),
-    "llava": ("LlavaForConditionalGeneration", "LlavaProcessor"),
-    "llava-next": ("LlavaNextForConditionalGeneration", "LlavaNextProcessor"),
-}
+# name -> (model class, processor class) exactly as the real checkpoints use them (from the catalogue).
+TOY_MODELS: dict[str, tuple[str, str]] = {t.name: (t.model_class, t.processor_class) for t in TOYS.values()}
 TOY_NAMES: tuple[str, ...] = tuple(TOY_MODELS)
 
 

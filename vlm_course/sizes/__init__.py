@@ -4,7 +4,7 @@
 * ``count``: exact parameter counts on the meta device;
 * ``memory`` / ``prompt``: weight memory per dtype (as transformers + bitsandbytes load it) and the
   KV cache / activations of a prompt;
-* ``fit``: does it fit this machine (``lessons_runnable`` for ``vlm-course doctor``);
+* ``fit``: the machine (this one or a simulated one) and the memory a model needs on it;
 * ``bench``: real-size speed with random weights; ``download``: prefetch into the HF cache;
 * ``table``: the size table of ``vlm-course estimate`` and lesson 07.
 
@@ -17,11 +17,11 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "SPECS": "specs", "spec": "specs", "config": "specs",
+    "spec": "specs", "config": "specs",
     "count_parameters": "count", "meta_model": "count", "ParamCount": "count",
     "DTYPES": "memory", "weight_memory": "memory", "memory_table": "memory", "WeightMemory": "memory",
     "prompt_memory": "prompt", "image_tokens": "prompt", "PromptMemory": "prompt",
-    "Machine": "fit", "this_machine": "fit", "memory_needed": "fit", "lessons_runnable": "fit", "LessonFit": "fit",
+    "Machine": "fit", "SIMULATED": "fit", "this_machine": "fit", "memory_needed": "fit",
     "BenchRefused": "bench", "BenchResult": "bench",
     "load_manifest": "download", "DownloadError": "download",
     "rows": "table", "render": "table",

@@ -19,6 +19,7 @@ import torch
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.generation.streamers import BaseStreamer
 
+from ..catalogue import CourseModel, course_model
 from ..device import pick_device, pick_dtype
 from .count import config_of, count_parameters, model_class, resolve
 from .fit import GiB, Machine, gib, memory_needed, this_machine
@@ -56,7 +57,7 @@ class BenchResult:
                        f"({self.runs} runs, {sum(self.new_tokens)} tokens in {self.seconds:.1f} s)")
 
 
-def check_fits(model: str | PretrainedConfig, dtype: str, device: torch.device, *, class_name: str | None = None,
+def check_fits(model: str | CourseModel | PretrainedConfig, dtype: str, device: torch.device, *, class_name: str | None = None,
                machine: Machine | None = None, **prompt) -> int:
     """Bytes needed; raises ``BenchRefused`` (with the dtypes that would fit) when memory is short."""
     machine = machine or this_machine()
@@ -67,7 +68,7 @@ def check_fits(model: str | PretrainedConfig, dtype: str, device: torch.device, 
     need = memory_needed(model, dtype, class_name=class_name, **prompt).total
     if need <= have:
         return need
-    name = model if isinstance(model, str) else model.model_type
+    name = model if isinstance(model, str) else getattr(model, "hub_id", None) or model.model_type
     options = [f"--dtype {d} ({gib(n)})" for d in FLOAT_DTYPES if d != dtype
                if (n := memory_needed(model, d, class_name=class_name, **prompt).total) <= have]
     if device.type == "cpu" and machine.gpu_total:
@@ -78,7 +79,7 @@ def check_fits(model: str | PretrainedConfig, dtype: str, device: torch.device, 
                        f"{gib(have)} available; {hint}.")
 
 
-def build_random(model: str | PretrainedConfig, dtype: torch.dtype, device: torch.device,
+def build_random(model: str | CourseModel | PretrainedConfig, dtype: torch.dtype, device: torch.device,
                  class_name: str | None = None) -> PreTrainedModel:
     """The architecture with transformers' own random initialisation, built directly on ``device``."""
     config, class_name = resolve(model, class_name)
@@ -207,7 +208,7 @@ def measure_generator(model: PreTrainedModel, *, seconds: float, prompt_tokens: 
     return ttfts, counts, speeds, time.perf_counter() - start
 
 
-def bench(model: str | PretrainedConfig, *, seconds: float = 20.0, dtype: str | None = None,
+def bench(model: str | CourseModel | PretrainedConfig, *, seconds: float = 20.0, dtype: str | None = None,
           device: str | None = None, batch: int = 8, prompt_tokens: int = 32, new_tokens: int = 32,
           image_size: tuple[int, int] = (480, 640), class_name: str | None = None,
           machine: Machine | None = None, max_iterations: int | None = None,
@@ -219,6 +220,8 @@ def bench(model: str | PretrainedConfig, *, seconds: float = 20.0, dtype: str | 
     Raises ``BenchRefused`` before building anything when memory is short; ``announce`` is told
     what is being built once the memory check passed.
     """
+    if isinstance(model, str):
+        model = course_model(model)  # resolved once for everything below
     config = config_of(model)
     dev = pick_device(device)
     name = normalize_dtype(dtype) if dtype else normalize_dtype(pick_dtype(dev))
@@ -229,7 +232,7 @@ def bench(model: str | PretrainedConfig, *, seconds: float = 20.0, dtype: str | 
     prompt = dict(prompt_tokens=prompt_tokens, new_tokens=new_tokens, image_size=image_size,
                   batch=batch if what == "encoder" else 1)
     check_fits(model, name, dev, class_name=class_name, machine=machine, **prompt)
-    label = model if isinstance(model, str) else (getattr(config, "_name_or_path", "") or config.model_type)
+    label = model.hub_id if isinstance(model, CourseModel) else (getattr(config, "_name_or_path", "") or config.model_type)
     if announce:
         announce(f"building {label} with random weights in {name} on {dev} (large models take a while) ...")
     built = build_random(model, FLOAT_DTYPES[name], dev, class_name)

@@ -64,11 +64,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _estimate(args: argparse.Namespace) -> int:
-    from .specs import UnknownModelError, spec
+    from ..catalogue import UnknownModelError, course_model
     from .table import render, rows
 
     try:
-        models = [spec(m).hub_id for m in args.models] or None
+        models = [course_model(m) for m in args.models] or None
     except UnknownModelError as exc:
         return _fail(str(exc))
     prompt = dict(prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens, image_size=args.image_size)
@@ -84,12 +84,11 @@ def _bench(args: argparse.Namespace) -> int:
     if not args.random_weights:
         return _fail("bench measures the real-size architecture with random weights only; add --random-weights "
                      "(nothing is downloaded)")
+    from ..catalogue import UnknownModelError, course_model
     from .bench import BenchRefused, bench
-    from .specs import UnknownModelError, spec
 
     try:
-        hub_id = spec(args.model).hub_id
-        result = bench(hub_id, seconds=args.seconds, dtype=args.dtype, device=args.device, batch=args.batch,
+        result = bench(course_model(args.model), seconds=args.seconds, dtype=args.dtype, device=args.device, batch=args.batch,
                        prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens, image_size=args.image_size,
                        announce=lambda text: print(text, flush=True))
     except (UnknownModelError, BenchRefused, ValueError, RuntimeError) as exc:

@@ -9,7 +9,7 @@ import transformers
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
 
-from . import specs
+from ..catalogue import CourseModel, course_model
 
 # Parameter-name fragments -> part of a vision-language model (first match wins).
 _PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -43,8 +43,8 @@ def model_class(name: str) -> type[PreTrainedModel]:
         raise ValueError(f"transformers {transformers.__version__} has no model class {name!r}") from exc
 
 
-def resolve(model: str | PretrainedConfig, class_name: str | None = None) -> tuple[PretrainedConfig, str]:
-    """A (fresh config, class name) pair from a course hub id, a toy name, or a config object."""
+def resolve(model: str | CourseModel | PretrainedConfig, class_name: str | None = None) -> tuple[PretrainedConfig, str]:
+    """A (fresh config, class name) pair from a catalogue record, a course hub id / toy name, or a config."""
     if isinstance(model, PretrainedConfig):
         if class_name is None:
             archs = getattr(model, "architectures", None) or []
@@ -52,16 +52,16 @@ def resolve(model: str | PretrainedConfig, class_name: str | None = None) -> tup
                 raise ValueError("pass class_name= for a config without `architectures`")
             class_name = archs[0]
         return model, class_name
-    s = specs.spec(model)
-    return s.build_config(), class_name or s.model_class
+    record = course_model(model)
+    return record.config(), class_name or record.model_class
 
 
-def config_of(model: str | PretrainedConfig) -> PretrainedConfig:
-    """The config of a course hub id or toy name (a fresh object), or ``model`` itself."""
-    return model if isinstance(model, PretrainedConfig) else specs.config(model)
+def config_of(model: str | CourseModel | PretrainedConfig) -> PretrainedConfig:
+    """The config of a catalogue record, hub id or toy name (a fresh object), or ``model`` itself."""
+    return model if isinstance(model, PretrainedConfig) else course_model(model).config()
 
 
-def meta_model(model: str | PretrainedConfig, class_name: str | None = None,
+def meta_model(model: str | CourseModel | PretrainedConfig, class_name: str | None = None,
                dtype: torch.dtype = torch.float32) -> PreTrainedModel:
     """The model built on the meta device in ``dtype``, as ``from_pretrained`` builds it before loading weights."""
     config, class_name = resolve(model, class_name)
@@ -73,7 +73,7 @@ def meta_model(model: str | PretrainedConfig, class_name: str | None = None,
     return model
 
 
-def count_parameters(model: str | PretrainedConfig | PreTrainedModel, class_name: str | None = None) -> ParamCount:
+def count_parameters(model: str | CourseModel | PretrainedConfig | PreTrainedModel, class_name: str | None = None) -> ParamCount:
     """Exact parameter count (tied weights once) of a course checkpoint, a config, or a built model."""
     built = model if isinstance(model, torch.nn.Module) else meta_model(model, class_name)
     parts = dict.fromkeys(PARTS, 0)

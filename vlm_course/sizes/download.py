@@ -1,24 +1,18 @@
 """Prefetch the hub checkpoints a lesson needs into the Hugging Face cache (``vlm-course download``).
 
-The list lives in ``vlm_course/data/models.json``: hub id, lessons, download size, stored dtype and an
-optional pinned ``revision``. After a download a lab can run with ``HF_HUB_OFFLINE=1``.
+The checkpoints come from the catalogue (``vlm_course.catalogue``): hub id, lessons, download size,
+stored dtype and pinned ``revision``. After a download a lab can run with ``HF_HUB_OFFLINE=1``.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def gb(n: int) -> str:
-    """Decimal units, as the hub's file listings show them."""
-    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
-
-
-MANIFEST_PATH = Path(__file__).resolve().parents[1] / "data" / "models.json"
+from ..catalogue import normalize_lesson
+from .fit import gb
 
 
 class DownloadError(RuntimeError):
@@ -35,22 +29,12 @@ class ManifestEntry:
     allow_patterns: tuple[str, ...]
 
 
-def load_manifest(path: Path | None = None) -> list[ManifestEntry]:
-    """The manifest's entries (the packaged ``models.json`` unless ``path`` is given)."""
-    data = json.loads(Path(path or MANIFEST_PATH).read_text())
-    default_patterns = tuple(data.get("allow_patterns", ()))
-    return [
-        ManifestEntry(hub_id=m["hub_id"], lessons=tuple(m["lessons"]), download_bytes=int(m["download_bytes"]),
-                      stored_dtype=m["stored_dtype"], revision=m.get("revision"),
-                      allow_patterns=tuple(m.get("allow_patterns", default_patterns)))
-        for m in data["models"]
-    ]
+def load_manifest() -> list[ManifestEntry]:
+    """One entry per catalogue checkpoint (``vlm_course.catalogue.MODELS``)."""
+    from ..catalogue import ALLOW_PATTERNS, MODELS
 
-
-def normalize_lesson(lesson: str | int) -> str:
-    """``5`` / ``"5"`` / ``"05"`` -> ``"05"``."""
-    text = str(lesson).strip()
-    return text.zfill(2) if text.isdigit() else text
+    return [ManifestEntry(m.hub_id, m.lessons, m.download_bytes, m.stored_dtype, m.revision, ALLOW_PATTERNS)
+            for m in MODELS.values()]
 
 
 def select(manifest: list[ManifestEntry], lesson: str | int | None = None, everything: bool = False) -> list[ManifestEntry]:
@@ -69,21 +53,15 @@ def select(manifest: list[ManifestEntry], lesson: str | int | None = None, every
 
 def is_cached(entry: ManifestEntry) -> bool:
     """True when the config and the weights (single file or shard index) are in the local cache."""
-    from huggingface_hub import try_to_load_from_cache
+    from ..profiles import is_cached as cached
 
-    def present(filename: str) -> bool:
-        try:
-            return isinstance(try_to_load_from_cache(entry.hub_id, filename, revision=entry.revision), str)
-        except Exception:  # a malformed cache counts as missing
-            return False
-
-    return present("config.json") and (present("model.safetensors") or present("model.safetensors.index.json"))
+    return cached(entry.hub_id, entry.revision)
 
 
 def cache_dir() -> Path:
-    from huggingface_hub import constants
+    from ..profiles import hub_cache_dir
 
-    return Path(constants.HF_HUB_CACHE)
+    return Path(hub_cache_dir())
 
 
 def free_disk(path: Path) -> int:

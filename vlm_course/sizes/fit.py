@@ -1,12 +1,15 @@
-"""Does a model fit this machine? Memory needed = weights + prompt (KV cache, activations) + runtime."""
+"""Does a model fit a machine? Memory needed = weights + prompt (KV cache, activations) + runtime.
+
+``Machine`` describes this machine (``Machine.detect()``) or a simulated one (``SIMULATED``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import NamedTuple
+from dataclasses import dataclass, replace
 
 from transformers import PretrainedConfig
 
+from ..catalogue import CourseModel
 from .memory import FLOAT_DTYPES, normalize_dtype, weight_memory
 from .prompt import prompt_memory
 
@@ -21,31 +24,94 @@ def gib(n: int | float) -> str:
     return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / 2**20:.0f} MiB"
 
 
+def gb(n: int | float) -> str:
+    """Download sizes in decimal units, as the hub's file listings show them."""
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
 @dataclass(frozen=True)
 class Machine:
-    """Memory of this machine in bytes (GPU figures are 0 without a CUDA GPU)."""
+    """A machine the course may run on: its memory in bytes, its accelerator, and what it has.
+
+    ``accelerator`` is where models load: ``"cuda"`` (GPU memory ``gpu_total``), ``"mps"`` (an Apple
+    GPU sharing ``ram_total``) or ``"cpu"``. ``cached`` and ``online`` are ``None`` for the real
+    machine (look in the Hugging Face cache, ask the hub); simulated machines fix them.
+    """
 
     ram_total: int
     ram_available: int
     gpu_name: str | None = None
     gpu_total: int = 0
     gpu_free: int = 0
+    name: str = "this machine"
+    accelerator: str = "cpu"
+    bf16: bool = False  # CUDA GPU with bfloat16 support
+    bitsandbytes: bool = False  # bitsandbytes 4-bit layers can run here (CUDA with the package)
+    cached: frozenset[str] | None = None  # hub ids in the HF cache (None: look in the real cache)
+    online: bool | None = None  # hub reachable (None: ask the hub)
 
     def describe(self) -> str:
         gpu = f"GPU {self.gpu_name}: {gib(self.gpu_total)} ({gib(self.gpu_free)} free)" if self.gpu_name else "no CUDA GPU"
         return f"{gpu}; RAM {gib(self.ram_total)} ({gib(self.ram_available)} available)"
 
+    @property
+    def simulated(self) -> bool:
+        return self.cached is not None
+
+    @classmethod
+    def detect(cls) -> Machine:
+        """This machine: RAM from psutil; the device ``device.pick_device()`` picks (``$VLM_COURSE_DEVICE``,
+        else the first CUDA GPU, else an Apple GPU, else the CPU)."""
+        import importlib.util
+
+        import psutil
+        import torch
+
+        from ..device import pick_device
+
+        vm = psutil.virtual_memory()
+        kind = pick_device().type
+        if kind == "cuda":
+            free, total = torch.cuda.mem_get_info(0)
+            return cls(vm.total, vm.available, torch.cuda.get_device_name(0), total, free, accelerator="cuda",
+                       bf16=torch.cuda.is_bf16_supported(),
+                       bitsandbytes=importlib.util.find_spec("bitsandbytes") is not None)
+        if kind == "mps":
+            return cls(vm.total, vm.available, accelerator="mps")
+        return cls(vm.total, vm.available)
+
+    def with_cache(self, cached: bool | tuple[str, ...] | frozenset[str], online: bool | None = None) -> Machine:
+        """This machine as a simulation: ``True`` = every catalogue checkpoint cached, ``False`` = none,
+        or the hub ids that are; ``online`` defaults to ``not cached`` (a laptop with internet)."""
+        from ..catalogue import MODELS
+
+        ids = frozenset(MODELS) if cached is True else frozenset() if cached is False else frozenset(cached)
+        return replace(self, cached=ids, online=(not ids) if online is None else online)
+
+
+def _simulated(name: str, gib_total: int, accelerator: str = "cpu", gpu: str | None = None,
+               gpu_gib: int = 0, bf16: bool = False) -> Machine:
+    ram = gib_total * GiB
+    return Machine(ram, ram, gpu, gpu_gib * GiB, gpu_gib * GiB, name=name, accelerator=accelerator, bf16=bf16,
+                   bitsandbytes=accelerator == "cuda", cached=frozenset(), online=True)
+
+
+# Machines learners bring (documented in docs/hardware.md); each is simulated with and without a cache.
+SIMULATED: dict[str, Machine] = {
+    m.name: m
+    for m in (
+        _simulated("8 GB laptop (CPU)", 8),
+        _simulated("16 GB laptop (CPU)", 16),
+        _simulated("16 GB Apple M-series", 16, "mps"),
+        _simulated("16 GB T4 (CUDA)", 16, "cuda", "Tesla T4", 15),
+        _simulated("80 GB A100 (CUDA)", 128, "cuda", "A100-SXM4-80GB", 80, bf16=True),
+    )
+}
+
 
 def this_machine() -> Machine:
-    """RAM from psutil and the first CUDA GPU's memory from torch."""
-    import psutil
-    import torch
-
-    vm = psutil.virtual_memory()
-    if not torch.cuda.is_available():
-        return Machine(ram_total=vm.total, ram_available=vm.available)
-    free, total = torch.cuda.mem_get_info(0)
-    return Machine(vm.total, vm.available, torch.cuda.get_device_name(0), total, free)
+    """This machine (``Machine.detect()``)."""
+    return Machine.detect()
 
 
 @dataclass(frozen=True)
@@ -63,57 +129,12 @@ class Need:
         return self.weights + self.prompt + self.overhead
 
 
-def memory_needed(model: str | PretrainedConfig, dtype: str = "fp16", *, class_name: str | None = None,
+def memory_needed(model: str | CourseModel | PretrainedConfig, dtype: str = "fp16", *, class_name: str | None = None,
                   base_dtype: str = "fp16", **prompt) -> Need:
     """Weights (quantization scales included) + KV cache + activations + runtime overhead."""
     dtype = normalize_dtype(dtype)
     weights = weight_memory(model, dtype, class_name=class_name, base_dtype=base_dtype).total
     kwargs = {**DEFAULT_PROMPT, **prompt}
     extra = prompt_memory(model, dtype=dtype if dtype in FLOAT_DTYPES else base_dtype, class_name=class_name, **kwargs)
-    name = model if isinstance(model, str) else (getattr(model, "_name_or_path", "") or model.model_type)
+    name = model if isinstance(model, str) else getattr(model, "hub_id", "") or getattr(model, "_name_or_path", "") or model.model_type
     return Need(model=name, dtype=dtype, weights=weights, prompt=extra.total)
-
-
-class LessonFit(NamedTuple):
-    """Whether a lesson's hub checkpoints run here: ``ok``, a one-line ``why``, and where (``gpu``/``cpu``/``""``)."""
-
-    ok: bool
-    why: str
-    device: str = ""
-
-
-def lesson_models() -> dict[str, list[str]]:
-    """Lesson number -> the hub checkpoints it loads (from ``profiles.REGISTRY``)."""
-    from ..profiles import REGISTRY
-
-    lessons: dict[str, list[str]] = {}
-    for entry in REGISTRY.values():
-        for lesson in entry.lessons:
-            lessons.setdefault(lesson, []).append(entry.hub_id)
-    return dict(sorted(lessons.items()))
-
-
-def lessons_runnable(ram_bytes: int, gpu_bytes: int | None = None, *, cpu_dtype: str = "fp32",
-                     gpu_dtype: str = "fp16") -> dict[str, LessonFit]:
-    """For each lesson, whether its hub checkpoints fit, loaded one at a time in the course's default
-    dtype (``gpu_dtype`` on a CUDA GPU with ``gpu_bytes``, else ``cpu_dtype`` in ``ram_bytes`` of RAM).
-    A GPU that is too small falls back to the CPU, as the lessons do."""
-    result: dict[str, LessonFit] = {}
-    for lesson, models in lesson_models().items():
-        cpu = max((memory_needed(m, cpu_dtype) for m in models), key=lambda n: n.total)
-        if gpu_bytes:
-            gpu = max((memory_needed(m, gpu_dtype) for m in models), key=lambda n: n.total)
-            if gpu.total <= gpu_bytes:
-                result[lesson] = LessonFit(True, f"GPU in {gpu_dtype}: {gpu.model} needs {gib(gpu.total)} of {gib(gpu_bytes)}", "gpu")
-                continue
-        if cpu.total <= ram_bytes:
-            result[lesson] = LessonFit(True, f"CPU in {cpu_dtype}: {cpu.model} needs {gib(cpu.total)} of {gib(ram_bytes)} RAM", "cpu")
-            continue
-        nf4 = memory_needed(cpu.model, "nf4")
-        gpu_part = f", {gib(memory_needed(cpu.model, gpu_dtype).total)} GPU in {gpu_dtype} (have {gib(gpu_bytes)})" if gpu_bytes else ""
-        room = max(ram_bytes, gpu_bytes or 0)
-        nf4_part = (f"4-bit NF4 would fit ({gib(nf4.total)})" if nf4.total <= room
-                    else f"even 4-bit NF4 needs {gib(nf4.total)}")
-        result[lesson] = LessonFit(False, f"{cpu.model} needs {gib(cpu.total)} RAM in {cpu_dtype} "
-                                   f"(have {gib(ram_bytes)}){gpu_part}; {nf4_part}")
-    return result

@@ -29,6 +29,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers.quantizers.base import HfQuantizer
 from transformers.quantizers.quantizers_utils import should_convert_module
 
+from ..catalogue import CourseModel, course_model
 from .count import PARTS, meta_model, part_of
 
 DTYPES: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8", "nf4")
@@ -72,15 +73,16 @@ class WeightMemory:
 
 
 @lru_cache(maxsize=16)
-def _cached_meta(model_id: str, class_name: str | None) -> PreTrainedModel:
-    return meta_model(model_id, class_name, dtype=_PROBE_DTYPE)
+def _cached_meta(model: CourseModel, class_name: str | None) -> PreTrainedModel:
+    return meta_model(model, class_name, dtype=_PROBE_DTYPE)
 
 
-def _probe_model(model: str | PretrainedConfig | PreTrainedModel, class_name: str | None) -> PreTrainedModel:
+def _probe_model(model: str | CourseModel | PretrainedConfig | PreTrainedModel,
+                 class_name: str | None) -> PreTrainedModel:
     if isinstance(model, PreTrainedModel):
         return model
-    if isinstance(model, str):
-        return _cached_meta(model, class_name)
+    if isinstance(model, (str, CourseModel)):
+        return _cached_meta(course_model(model), class_name)
     return meta_model(model, class_name, dtype=_PROBE_DTYPE)
 
 

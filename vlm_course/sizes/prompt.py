@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import torch
 from transformers import PretrainedConfig
 
-from . import specs
+from ..catalogue import CourseModel, course_model
 from .count import config_of
 from .memory import FLOAT_DTYPES, QUANT_BYTES, normalize_dtype
 
@@ -108,11 +108,11 @@ def _stage_bytes(batch: int, seq: int, hidden: int, intermediate: int, heads: in
     return batch * nbytes * (seq * (5 * hidden + 3 * intermediate) + heads * seq * seq)
 
 
-def _class_name(model: str | PretrainedConfig, class_name: str | None) -> str:
+def _class_name(model: str | CourseModel | PretrainedConfig, class_name: str | None) -> str:
     if class_name:
         return class_name
-    if isinstance(model, str):
-        return specs.spec(model).model_class
+    if isinstance(model, (str, CourseModel)):
+        return course_model(model).model_class
     return (getattr(model, "architectures", None) or [""])[0]
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..catalogue import MODELS, CourseModel, course_model
 from .count import count_parameters
 from .fit import DEFAULT_PROMPT, GiB, Machine, gib, memory_needed, this_machine
 from .memory import DTYPES, normalize_dtype, weight_memory
 from .prompt import prompt_memory
-from .specs import SPECS
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,13 @@ def human_count(n: int) -> str:
     return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
 
 
-def rows(models: list[str] | None = None, dtypes: tuple[str, ...] = DTYPES, machine: Machine | None = None,
+def rows(models: list[str | CourseModel] | None = None, dtypes: tuple[str, ...] = DTYPES, machine: Machine | None = None,
          **prompt) -> list[Row]:
     """One ``Row`` per model (default: every course checkpoint); fit is judged on memory available now."""
     machine = machine or this_machine()
     prompt = {**DEFAULT_PROMPT, **prompt}
     out = []
-    for model in models or list(SPECS):
+    for model in map(course_model, models or list(MODELS)):  # resolved once per model
         cells = {}
         for d in map(normalize_dtype, dtypes):
             need = memory_needed(model, d, **prompt).total
@@ -53,7 +53,7 @@ def rows(models: list[str] | None = None, dtypes: tuple[str, ...] = DTYPES, mach
                             fits_gpu=bool(machine.gpu_free) and need <= machine.gpu_free,
                             fits_ram=need <= machine.ram_available)
         extra = prompt_memory(model, dtype="fp16", **prompt)
-        out.append(Row(model, count_parameters(model).total, cells, extra.image_tokens, extra.kv_cache, extra.activations))
+        out.append(Row(model.hub_id, count_parameters(model).total, cells, extra.image_tokens, extra.kv_cache, extra.activations))
     return out
 
 

@@ -14,18 +14,11 @@ from __future__ import annotations
 
 import importlib
 
-BUILDERS: dict[str, str] = {
-    "clip": "vlm_course.toybuild.clip",
-    "siglip": "vlm_course.toybuild.siglip",
-    "blip-captioning": "vlm_course.toybuild.blip",
-    "blip-vqa": "vlm_course.toybuild.blip",
-    "blip2": "vlm_course.toybuild.blip2",
-    "llava": "vlm_course.toybuild.llava",
-    "llava-next": "vlm_course.toybuild.llava",
-}
-DEPENDS_ON: dict[str, tuple[str, ...]] = {
-    "llava": ("clip",), "llava-next": ("llava",), "blip-vqa": ("blip-captioning",), "blip2": ("blip-captioning",),
-}
+from ..catalogue import TOYS
+
+# Views of the catalogue's toy records (vlm_course.catalogue.TOYS).
+BUILDERS: dict[str, str] = {t.name: t.builder for t in TOYS.values()}
+DEPENDS_ON: dict[str, tuple[str, ...]] = {t.name: t.depends_on for t in TOYS.values() if t.depends_on}
 
 
 def builder(name: str):
@@ -40,11 +33,9 @@ def build_order(names: list[str]) -> list[str]:
     return order
 
 
-# Build minutes of each model on one core, from a `--jobs 2` run of all seven on a 2-core machine
-# (29.5 min in all); only the order of a parallel build depends on them.
-BUILD_MINUTES: dict[str, float] = {
-    "clip": 4.5, "siglip": 6.5, "blip-captioning": 7, "blip-vqa": 3.5, "blip2": 12.5, "llava": 14.5, "llava-next": 10,
-}
+# Build minutes of each model on one core (catalogue.TOYS: from a `--jobs 2` run of all seven on a
+# 2-core machine); only the order of a parallel build depends on them.
+BUILD_MINUTES: dict[str, float] = {t.name: t.build_minutes for t in TOYS.values()}
 
 
 def critical_path(name: str) -> float:

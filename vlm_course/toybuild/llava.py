@@ -32,6 +32,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .. import shapesworld as sw
+from ..catalogue import course_model
 from .card import write_model_card
 from .data import EVAL_SEED, batched, eval_scenes
 from .tokenizers_llama import build_llama_tokenizer
@@ -112,16 +113,14 @@ LAYERS = 4
 HEADS = 4
 MAX_POSITIONS = 2048
 
-REAL = {"llava": "llava-hf/llava-1.5-7b-hf", "llava-next": "llava-hf/llava-v1.6-mistral-7b-hf"}
+REAL = {name: course_model(name).hub_id for name in ("llava", "llava-next")}  # the seed checkpoints (catalogue)
 
 
 def pinpoints(tile: int) -> list[list[int]]:
     """``image_grid_pinpoints`` for a vision tower of ``tile`` px: the real llava-v1.6 grid (1x2, 2x1,
     2x2, 3x1 and 1x3 tiles of its 336 px tower) scaled to it, so a square ShapesWorld scene gets
     2 x 2 tiles at twice the base resolution. Set in both the model config and the image processor."""
-    from ..sizes.specs import config
-
-    real = config(REAL["llava-next"])
+    real = course_model(REAL["llava-next"]).config()
     side = real.vision_config.image_size
     return [[height // side * tile, width // side * tile] for height, width in real.image_grid_pinpoints]
 
