@@ -4,6 +4,9 @@ LLaVA 로 이미지 한 장에 대해 여러 턴 대화하는 챗봇을 완성�
 있습니다. ``set_image``, ``chat``, ``clear_history`` 가 필수 과제이고, 턴마다 **새 토큰만** 미리
 채우는(prefill) KV 캐시 재사용이 도전 과제입니다 (``reuse_cache=True``).
 
+실습실 서버(``VLM_COURSE_SERVER``)가 있으면 ``__init__`` 이 모델 대신 서버에 연결합니다
+(``self.server``). 그때는 ``chat`` 이 ``generate`` 대신 대화 전체를 서버에 보냅니다 (TODO 3 참고).
+
 채점(자가 점검)::
 
     pytest tests/exercises/test_chatbot.py --submission exercises
@@ -20,6 +23,7 @@ import torch
 
 from vlm_course.device import pick_device, pick_dtype
 from vlm_course.profiles import ProfileError, resolve
+from vlm_course.served import ServedModel, server_url_from_env
 
 DEFAULT_MODEL = "llava-hf/llava-1.5-7b-hf"
 # Keys that ``last_stats`` (and every item of ``stats``) must hold.
@@ -82,30 +86,40 @@ class MultimodalChatbot:
         do_sample: bool = False,
         temperature: float = 1.0,
         top_p: float = 1.0,
+        server: str | None = None,
     ) -> None:
         """Load LLaVA (its toy stand-in under the toy profile) and start with no image.
 
         ``reuse_cache``: keep the key/value cache between turns (``False``: prefill the whole
         conversation every turn). ``max_context``: the context size in tokens to respect (default:
         the model's ``max_position_embeddings``). The generation options are the defaults of
-        ``chat`` (greedy decoding unless ``do_sample=True``).
+        ``chat`` (greedy decoding unless ``do_sample=True``). ``server``: base URL of an
+        OpenAI-compatible server (default ``$VLM_COURSE_SERVER``); then ``self.server`` talks to it,
+        only the processor is loaded here and ``self.model`` is None.
 
         This part is written for you.
         """
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
         try:
             source = resolve(model_name)  # hub id, or the toy checkpoint folder under the toy profile
         except ProfileError:  # not a course checkpoint: a local folder or another hub id
             source = model_name
         self.model_name = model_name
-        self.device = pick_device()
         self.processor = AutoProcessor.from_pretrained(source)
         self.tokenizer = self.processor.tokenizer
-        self.model = AutoModelForImageTextToText.from_pretrained(source, dtype=pick_dtype(self.device))
-        self.model = self.model.to(self.device).eval()
+        url = server or server_url_from_env()
+        self.server = ServedModel(url) if url else None  # the lab server, or None: the model runs here
+        if self.server is None:
+            self.device = pick_device()
+            self.model = AutoModelForImageTextToText.from_pretrained(source, dtype=pick_dtype(self.device))
+            self.model = self.model.to(self.device).eval()
+            config = self.model.config
+        else:
+            self.device, self.model = None, None
+            config = AutoConfig.from_pretrained(source)
         self.image_token_id: int = self.tokenizer.convert_tokens_to_ids(self.processor.image_token)
-        model_limit = self.model.config.get_text_config().max_position_embeddings
+        model_limit = config.get_text_config().max_position_embeddings
         self.max_context: int = min(max_context or model_limit, model_limit)
         self.reuse_cache = reuse_cache
         self.options: dict[str, Any] = {
@@ -157,6 +171,13 @@ class MultimodalChatbot:
         #                                        return_dict_in_generate=True)
         #         새 토큰만 디코딩하세요: new = out.sequences[0, inputs["input_ids"].shape[1]:]
         #         reply = self.tokenizer.decode(new, skip_special_tokens=True).strip()
+        #         서버 모드(self.server 가 None 이 아님)에서는 generate 대신 같은 messages 를 보냅니다:
+        #         answer = self.server.complete(messages, image=self.image, max_new_tokens=..., do_sample=...,
+        #                                       temperature=..., top_p=...)
+        #         reply = answer.text.strip(); 통계에는 answer.prompt_tokens, answer.completion_tokens,
+        #         answer.time_to_first_token_s 를 쓰세요. 서버는 매 턴 대화 전체를 받으므로 KV 캐시 재사용
+        #         (TODO 5)은 하지 않습니다: reused_tokens=0. 서버 오류(ServerError)가 나면 history 에 아무것도
+        #         추가하지 말고 그대로 올려 보내세요 (같은 메시지를 다시 보낼 수 있도록).
         # TODO 4) self.history 에 (message, reply) 를 추가하고, self.stats 에 STAT_KEYS 의 값을 담은
         #         dict 를 추가하세요. 첫 토큰까지의 시간은 generate(streamer=...) 에 put() 이 두 번째로
         #         불리는 순간(첫 번째는 프롬프트)을 재면 됩니다.

@@ -28,6 +28,17 @@ Context limit: when prompt + ``max_new_tokens`` would exceed the model's context
 after the image turn are dropped (down to three quarters of the context, so that the next turns
 can reuse the cache again); the image and the newest message are never dropped. If the image turn
 is all that is left, it goes too and the image moves to the newest message.
+
+Two backends
+------------
+By default the model is loaded here (``local``). With ``server="http://host:8000/v1"`` (or
+``$VLM_COURSE_SERVER``) the chatbot loads only the processor (to count tokens and fit the context)
+and sends each turn to that OpenAI-compatible server (vLLM, ``transformers serve``): the same chat
+messages, the image as a data URL, the **whole history resent every turn**. There is no client-side
+cache to reuse; a server with prefix caching (vLLM's automatic prefix caching) reuses the
+conversation's key/value blocks on its side, and ``reused_tokens`` reports what it says it reused
+(0 when it does not say). A turn that fails on the server raises ``vlm_course.served.ServerError``
+and leaves the conversation as it was, so the same message can be sent again.
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ import torch
 from vlm_course.device import pick_device, pick_dtype
 from vlm_course.images import load_image
 from vlm_course.profiles import ProfileError, resolve
+from vlm_course.served import ServedModel, server_url_from_env
 
 DEFAULT_MODEL = "llava-hf/llava-1.5-7b-hf"
 # Keys of ``last_stats`` / every item of ``stats``.
@@ -151,31 +163,45 @@ class MultimodalChatbot:
         temperature: float = 1.0,
         top_p: float = 1.0,
         top_k: int = 0,
+        server: str | None = None,
         _loaded: tuple | None = None,
     ) -> None:
-        """Load the checkpoint (through the course profiles; a local folder also works)."""
+        """Load the checkpoint (through the course profiles; a local folder also works).
+
+        ``server``: base URL of an OpenAI-compatible server to send the turns to instead (default
+        ``$VLM_COURSE_SERVER``; ``$VLM_COURSE_SERVER_KEY`` / ``$VLM_COURSE_MODEL`` also apply).
+        Only the processor and the config are loaded then.
+        """
         self.model_name = model_name
         self.generation = GenerationOptions(max_new_tokens, do_sample, temperature, top_p, top_k).check()
         self.reuse_cache = bool(reuse_cache)
+        url = server or (server_url_from_env() if _loaded is None else None)
+        self.server: ServedModel | None = ServedModel(url) if url else None
         if _loaded is not None:
             self.model, self.processor = _loaded
             self.device = self.model.device
+            config = self.model.config
         else:
-            from transformers import AutoModelForImageTextToText, AutoProcessor
+            from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
             try:
                 source = resolve(model_name)
             except ProfileError:  # not a course checkpoint: a local folder or another hub id
                 source = model_name
-            self.device = pick_device(str(device) if device is not None else None)
             self.processor = AutoProcessor.from_pretrained(source)
-            self.model = AutoModelForImageTextToText.from_pretrained(
-                source, dtype=pick_dtype(self.device, dtype)
-            ).to(self.device).eval()
+            if self.server is not None:
+                self.model, self.device = None, None
+                config = AutoConfig.from_pretrained(source)
+            else:
+                self.device = pick_device(str(device) if device is not None else None)
+                self.model = AutoModelForImageTextToText.from_pretrained(
+                    source, dtype=pick_dtype(self.device, dtype)
+                ).to(self.device).eval()
+                config = self.model.config
         self.tokenizer = self.processor.tokenizer
         self._check_processor()
         self.image_token_id: int = self.tokenizer.convert_tokens_to_ids(self.processor.image_token)
-        limit = int(getattr(self.model.config.get_text_config(), "max_position_embeddings", 0) or 0) or 4096
+        limit = int(getattr(config.get_text_config(), "max_position_embeddings", 0) or 0) or 4096
         if max_context is not None:
             if not isinstance(max_context, int) or max_context < 8:
                 raise ValueError(f"max_context must be a whole number of tokens >= 8, got {max_context!r}")
@@ -183,11 +209,18 @@ class MultimodalChatbot:
                 raise ValueError(f"max_context={max_context} is more than the model's context ({limit} tokens)")
             limit = max_context
         self.max_context: int = limit
-        self._cache_kwarg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        self._cache_kwarg = "past_key_values"
+        if self.model is not None and "cache" in inspect.signature(self.model.forward).parameters:
+            self._cache_kwarg = "cache"
         self.image = None
         self._image_inputs: dict[str, torch.Tensor] = {}
         self._n_image_tokens = 0
         self._reset_conversation()
+
+    @property
+    def backend(self) -> str:
+        """``"local"`` (the model runs here) or ``"server"`` (turns go to ``self.server``)."""
+        return "local" if self.server is None else "server"
 
     @classmethod
     def from_model(cls, model, processor, **options: Any) -> MultimodalChatbot:
@@ -209,7 +242,7 @@ class MultimodalChatbot:
             raise RuntimeError("the processor put no image tokens in; check its image_token and patch_size settings")
         self.image = image
         self._n_image_tokens = n_tokens
-        self._image_inputs = {
+        self._image_inputs = {} if self.model is None else {
             k: v.to(self.device, self.model.dtype) if v.is_floating_point() else v.to(self.device)
             for k, v in probe.items() if k not in ("input_ids", "attention_mask") and isinstance(v, torch.Tensor)
         }
@@ -222,6 +255,11 @@ class MultimodalChatbot:
         ``do_sample``, ``temperature``, ``top_p``, ``top_k``). ``on_text(piece)`` is called with
         each piece of the reply as it is generated (streaming). Returns the reply, stripped.
         """
+        if self.server is not None:
+            for piece in self._served_turn(message, options):
+                if on_text is not None:
+                    on_text(piece)
+            return self._history[-1][1]
         return self._turn(message, options, _text_callback_streamer(self.tokenizer, on_text) if on_text else None)
 
     def chat_stream(self, message: str, **options: Any) -> Iterator[str]:
@@ -229,6 +267,9 @@ class MultimodalChatbot:
 
         The turn is recorded in ``history`` when the iteration ends; errors are raised here.
         """
+        if self.server is not None:
+            yield from self._served_turn(message, options)
+            return
         from transformers import TextIteratorStreamer
 
         self._check_message(message)
@@ -410,20 +451,43 @@ class MultimodalChatbot:
         self._cache = cache
         self._cache_ids = torch.cat([ids, new])
         reply = self.tokenizer.decode(new, skip_special_tokens=True).strip()
+        self._record(message, reply, len(ids), reused, len(new), dropped, started, timer.first_token_at or ended, ended)
+        return reply
+
+    def _served_turn(self, message: str, options: dict[str, Any]) -> Iterator[str]:
+        """One turn on the server: the whole conversation is sent; yields the reply's pieces."""
+        self._check_message(message)
+        opts = self.generation.merged(**options)
+        started = time.perf_counter()
+        ids, dropped = self._fit(message, opts.max_new_tokens)
+        messages = self._messages(self._turns, message, image=self.image)
+        first: float | None = None
+        for piece in self.server.stream(messages, image=self.image, **asdict(opts)):
+            first = first or time.perf_counter()
+            yield piece
+        ended = time.perf_counter()
+        answer = self.server.last_reply
+        reply = answer.text.strip()
+        prompt = answer.prompt_tokens if answer.prompt_tokens is not None else len(ids)
+        new = answer.completion_tokens
+        if new is None:
+            new = len(self.tokenizer(answer.text, add_special_tokens=False)["input_ids"])
+        self._record(message, reply, prompt, min(answer.cached_tokens, prompt), new, dropped, started, first or ended, ended)
+
+    def _record(self, message: str, reply: str, prompt: int, reused: int, new: int, dropped: int,
+                started: float, first: float, ended: float) -> None:
         self._turns.append((message, reply))
         self._history.append((message, reply))
-        first = timer.first_token_at or ended
         total = ended - started
         self.stats.append({
             "turn": len(self._history),
-            "prompt_tokens": len(ids),
+            "prompt_tokens": prompt,
             "reused_tokens": reused,
-            "tokens_prefilled": len(ids) - reused,
-            "new_tokens": len(new),
-            "context_tokens": len(ids) + len(new),
+            "tokens_prefilled": prompt - reused,
+            "new_tokens": new,
+            "context_tokens": prompt + new,
             "dropped_turns": dropped,
             "time_to_first_token_s": first - started,
             "total_s": total,
-            "tokens_per_s": len(new) / total if total > 0 else 0.0,
+            "tokens_per_s": new / total if total > 0 else 0.0,
         })
-        return reply

@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import json
 import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +23,8 @@ from vlm_course.profiles import resolve
 from vlm_course.serve import free_port
 from vlm_course.toybuild.data import eval_scenes
 
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "llava-hf/llava-1.5-7b-hf"
 QUESTION = "Describe this image."
 
 
@@ -85,6 +90,7 @@ def test_messages_keep_the_course_chat_format_with_the_image_as_a_data_url(scene
     assert "characters)" in short and len(short) < 1000
     sampled = served.ServedModel(model="toy").request(messages, image=image, do_sample=True, temperature=0.7, top_p=0.9)
     assert sampled["temperature"] == 0.7 and sampled["top_p"] == 0.9
+    assert json.loads(sampled["generation_config"]) == {"do_sample": True} and "generation_config" not in body
 
 
 def test_settings_come_from_the_environment_and_bad_ones_are_explained(monkeypatch):
@@ -132,22 +138,48 @@ def test_wrong_model_name_and_wrong_path_are_explained(toy_llava_server, scene):
         served.ServedModel(root, model=toy_llava_server.model).check(scene.render())
 
 
-def test_a_conversation_survives_a_server_restart(toy_llava_server, scene):
+@pytest.fixture(scope="module")
+def reference_chatbot():
+    """``solutions/chatbot.py`` (the reference exercise 2) as a module."""
+    spec = importlib.util.spec_from_file_location("chatbot_reference_served", ROOT / "solutions" / "chatbot.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look the module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reference_chatbot_keeps_its_conversation_across_a_server_restart(toy_llava_server, reference_chatbot,
+                                                                          scene, monkeypatch):
     """Stop the server between two turns: the turn fails with a clear error, the conversation so far
-    is untouched, and sending it again once the server is back gives the uninterrupted reply."""
-    server = served.ServedModel(toy_llava_server.url, max_retries=0)
-    image = scene.render()
-    messages = [_user(QUESTION, image=True)]
-    first = server.complete(messages, image=image).text.strip()
-    messages += [_assistant(first), _user("How many shapes are there?")]
-    uninterrupted = server.complete(messages, image=image).text
+    is untouched, and sending the message again once the server is back continues it; the replies
+    and prompt sizes are the local model's."""
+    monkeypatch.delenv(served.SERVER_ENV, raising=False)
+    questions = (QUESTION, "How many shapes are there?", "Is there a red circle?")
+    bot = reference_chatbot.MultimodalChatbot(MODEL, server=toy_llava_server.url, max_new_tokens=24)
+    bot.server.max_retries = 0
+    assert bot.backend == "server" and bot.model is None
+    bot.set_image(scene.render())
+    first = bot.chat(questions[0])
     toy_llava_server.stop()
     try:
         with pytest.raises(served.ServerError, match="not reachable.*keeps its history"):
-            server.complete(messages, image=image)
+            bot.chat(questions[1])
+        with pytest.raises(served.ServerError, match="not reachable"):
+            list(bot.chat_stream(questions[1]))
+        assert bot.history == [(questions[0], first)] and len(bot.stats) == 1
     finally:
         toy_llava_server.start(timeout=240)
-    assert server.complete(messages, image=image).text == uninterrupted
+    pieces: list[str] = []
+    second = bot.chat(questions[1], on_text=pieces.append)
+    third = "".join(bot.chat_stream(questions[2])).strip()
+    assert "".join(pieces).strip() == second and bot.history[-1] == (questions[2], third)
+    local = reference_chatbot.MultimodalChatbot(MODEL, max_new_tokens=24)
+    assert local.backend == "local"
+    local.set_image(scene.render())
+    assert [local.chat(q) for q in questions] == [first, second, third]
+    for here, there in zip(local.stats, bot.stats, strict=True):
+        assert there["prompt_tokens"] == here["prompt_tokens"] and there["new_tokens"] == here["new_tokens"]
+        assert there["reused_tokens"] == 0 and there["tokens_prefilled"] == there["prompt_tokens"]
 
 
 # ---- failures a real server rarely shows on demand: a stand-in speaking HTTP -------------------------

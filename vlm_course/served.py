@@ -187,8 +187,10 @@ class ServedModel:
                 stream: bool = True) -> dict:
         """The JSON body of ``POST {url}/chat/completions`` for these course chat messages.
 
-        Greedy decoding (``do_sample=False``) is sent as ``temperature=0``. ``top_k`` is not in the
-        OpenAI schema: it goes as an extra field that vLLM understands (``transformers serve`` refuses it).
+        Greedy decoding (``do_sample=False``) is sent as ``temperature=0``. Sampling also sends
+        ``generation_config`` (a JSON string, ``transformers serve``'s switch for ``do_sample`` and the
+        place for ``top_k``, which is not in the OpenAI schema); vLLM samples whenever
+        ``temperature > 0`` and ignores that field.
         """
         body: dict[str, Any] = {
             "model": self.model_name(),
@@ -198,8 +200,8 @@ class ServedModel:
         }
         if do_sample and top_p < 1:
             body["top_p"] = float(top_p)
-        if do_sample and top_k:
-            body["top_k"] = int(top_k)
+        if do_sample:
+            body["generation_config"] = json.dumps({"do_sample": True, **({"top_k": int(top_k)} if top_k else {})})
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -213,7 +215,7 @@ class ServedModel:
         """
         self.last_reply: Reply | None = None
         body = self.request(messages, image=image, stream=True, **options)
-        extra = {k: body.pop(k) for k in ("top_k",) if k in body}
+        extra = {k: body.pop(k) for k in ("generation_config",) if k in body}
         started = time.perf_counter()
         first: float | None = None
         pieces: list[str] = []
