@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from vlm_course.device import pick_device, pick_dtype
-from vlm_course.profiles import ProfileError, resolve
+from vlm_course.profiles import resolve
 from vlm_course.served import ServedModel, server_url_from_env
 
 DEFAULT_MODEL = "llava-hf/llava-1.5-7b-hf"
@@ -101,10 +101,7 @@ class MultimodalChatbot:
         """
         from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-        try:
-            source = resolve(model_name)  # hub id, or the toy checkpoint folder under the toy profile
-        except ProfileError:  # not a course checkpoint: a local folder or another hub id
-            source = model_name
+        source = resolve(model_name)  # what the load plan picks (toy folder under the toy profile); other names pass through
         self.model_name = model_name
         self.processor = AutoProcessor.from_pretrained(source)
         self.tokenizer = self.processor.tokenizer

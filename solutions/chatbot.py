@@ -54,7 +54,7 @@ import torch
 
 from vlm_course.device import pick_device, pick_dtype
 from vlm_course.images import load_image
-from vlm_course.profiles import ProfileError, resolve
+from vlm_course.profiles import resolve
 from vlm_course.served import ServedModel, server_url_from_env
 
 DEFAULT_MODEL = "llava-hf/llava-1.5-7b-hf"
@@ -184,10 +184,7 @@ class MultimodalChatbot:
         else:
             from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-            try:
-                source = resolve(model_name)
-            except ProfileError:  # not a course checkpoint: a local folder or another hub id
-                source = model_name
+            source = resolve(model_name)
             self.processor = AutoProcessor.from_pretrained(source)
             if self.server is not None:
                 self.model, self.device = None, None
