@@ -58,3 +58,27 @@ def test_console_entry_point_runs():
     assert "transformers" in proc.stdout and "lesson 04 " in proc.stdout
     assert proc.returncode in (0, 1)
     assert ("can run" in proc.stdout) == (proc.returncode == 0)
+
+
+def test_lessons_list_what_auto_loads_here(monkeypatch):
+    from vlm_course.sizes.fit import SIMULATED, Machine
+
+    monkeypatch.setenv("VLM_COURSE_PROFILE", "auto")
+    monkeypatch.setattr(Machine, "detect", classmethod(lambda cls: SIMULATED["16 GB laptop (CPU)"].with_cache(False)))
+    checks = {c.name: c for c in doctor.collect().checks}
+    assert checks["lesson 05"].status == doctor.OK
+    assert checks["lesson 05"].detail == ("auto: llava-hf/llava-interleave-qwen-0.5b-hf (fp32, 4.0 GiB, download 1.7 GB); "
+                                          "toy llava-next (fp32, 4 MiB)")
+    assert checks["lesson 01"].detail.startswith("auto: openai/clip-vit-base-patch32 (fp32, 1.1 GiB, download 607 MB)")
+
+
+def test_hub_profile_offline_with_empty_cache_fails_with_the_fix(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("VLM_COURSE_PROFILE", "hub")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(toy, "available", lambda: list(toy.TOY_NAMES))
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] profile" in out and "no course checkpoint is in the Hugging Face cache" in out
+    assert "fix: run `vlm-course download --lesson 1` while online" in out
+    assert "The course can run on this machine." not in out and "Fix the FAIL lines" in out

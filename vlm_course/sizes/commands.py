@@ -47,8 +47,9 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
         _prompt_options(parser, 32)
     elif command == "download":
         which = parser.add_mutually_exclusive_group(required=True)
-        which.add_argument("--lesson", help="lesson number, e.g. 5 or 05")
-        which.add_argument("--all", action="store_true", help="every checkpoint of the course")
+        which.add_argument("--lesson", help="lesson number, e.g. 5 or 05: what that lesson loads on this machine "
+                                            "(its load plans; big downloads count as consented)")
+        which.add_argument("--all", action="store_true", help="every checkpoint of the course, whether it fits or not")
         parser.add_argument("--dry-run", action="store_true", help="show sizes and cache state, download nothing")
     else:
         raise ValueError(f"vlm_course.sizes.commands has no command {command!r}")
@@ -110,10 +111,20 @@ def _bench_search(extra: list[str]) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from .download import DownloadError, download, load_manifest, select
+    from .download import DownloadError, download, lesson_plan, load_manifest
 
     try:
-        download(select(load_manifest(), args.lesson, args.all), dry_run=args.dry_run)
+        if args.all:
+            entries = load_manifest()
+        else:
+            entries, notes = lesson_plan(args.lesson)
+            print(f"lesson {args.lesson} on this machine:")
+            for note in notes:
+                print(f"  {note}")
+            if not entries:
+                print("nothing to download: this lesson runs the toy checkpoints here")
+                return 0
+        download(entries, dry_run=args.dry_run)
     except DownloadError as exc:
         return _fail(str(exc))
     return 0

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..catalogue import normalize_lesson
-from .fit import gb
+from ..catalogue import ALLOW_PATTERNS, MODELS, CourseModel, lesson_models, lessons, normalize_lesson
+from .fit import Machine, gb
 
 
 class DownloadError(RuntimeError):
@@ -29,26 +29,44 @@ class ManifestEntry:
     allow_patterns: tuple[str, ...]
 
 
+def entry(model: CourseModel) -> ManifestEntry:
+    """The download of one catalogue checkpoint (a stand-in lists the lessons of the models it replaces)."""
+    lessons = model.lessons or tuple(sorted({n for seed in model.stands_in_for for n in MODELS[seed].lessons}))
+    return ManifestEntry(model.hub_id, lessons, model.download_bytes, model.stored_dtype, model.revision,
+                         ALLOW_PATTERNS)
+
+
 def load_manifest() -> list[ManifestEntry]:
     """One entry per catalogue checkpoint (``vlm_course.catalogue.MODELS``)."""
-    from ..catalogue import ALLOW_PATTERNS, MODELS
-
-    return [ManifestEntry(m.hub_id, m.lessons, m.download_bytes, m.stored_dtype, m.revision, ALLOW_PATTERNS)
-            for m in MODELS.values()]
+    return [entry(m) for m in MODELS.values()]
 
 
-def select(manifest: list[ManifestEntry], lesson: str | int | None = None, everything: bool = False) -> list[ManifestEntry]:
-    """The entries of one lesson, or all of them."""
-    if everything:
-        return list(manifest)
-    if lesson is None:
-        raise DownloadError("say what to download: --lesson N (e.g. --lesson 5) or --all")
-    wanted = normalize_lesson(lesson)
-    chosen = [m for m in manifest if wanted in m.lessons]
-    if not chosen:
-        known = sorted({n for m in manifest for n in m.lessons})
-        raise DownloadError(f"lesson {wanted} loads no hub checkpoint; lessons with checkpoints: {', '.join(known)}")
-    return chosen
+def lesson_plan(lesson: str | int, machine: Machine | None = None,
+                profile: str | None = None) -> tuple[list[ManifestEntry], list[str]]:
+    """What lesson ``lesson`` will load on ``machine`` (default: this one, taken as online) under its load
+    plans with download consent: the checkpoints to fetch, and one line per model saying what it loads.
+
+    Raises ``DownloadError`` when the hub profile cannot fit a checkpoint (before anything is fetched).
+    """
+    from ..loadplan import ModelDoesNotFitError, plan_load
+
+    models = lesson_models(lesson)
+    if not models:
+        raise DownloadError(f"lesson {normalize_lesson(lesson)} loads no hub checkpoint; lessons with checkpoints: "
+                            f"{', '.join(lessons())}")
+    machine = machine or replace(Machine.detect(), online=True)
+    entries: list[ManifestEntry] = []
+    notes: list[str] = []
+    for model in models:
+        try:
+            plan = plan_load(model, profile, machine, allow_download=True)
+        except ModelDoesNotFitError as exc:
+            raise DownloadError(str(exc)) from exc
+        notes.append(f"{model.hub_id}: loads {plan.checkpoint if plan.source != 'toy' else 'the toy'} "
+                     f"({plan.source}, {plan.dtype_name}) - {plan.reason}")
+        if plan.source != "toy" and plan.checkpoint not in [e.hub_id for e in entries]:
+            entries.append(entry(MODELS[plan.checkpoint]))
+    return entries, notes
 
 
 def is_cached(entry: ManifestEntry) -> bool:
