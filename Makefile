@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.vlm-course-installed
 
-.PHONY: lab test test-unit test-notebooks lint toy-models clean-venv
+.PHONY: lab test test-unit test-notebooks check lint toy-models clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,13 +23,17 @@ lab: $(STAMP)
 # Unit tests, exercise tests (against solutions/) and the notebooks under nbval,
 # all on the offline toy profile.
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 VLM_COURSE_PROFILE=toy $(PY) -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=240
+	HF_HUB_OFFLINE=1 VLM_COURSE_PROFILE=toy $(PY) -m pytest tests vlm_course/exercise_tests notebooks --nbval-lax --nbval-cell-timeout=240
 
 test-unit: $(STAMP)
-	HF_HUB_OFFLINE=1 VLM_COURSE_PROFILE=toy $(PY) -m pytest tests
+	HF_HUB_OFFLINE=1 VLM_COURSE_PROFILE=toy $(PY) -m pytest tests vlm_course/exercise_tests
 
 test-notebooks: $(STAMP)
 	HF_HUB_OFFLINE=1 VLM_COURSE_PROFILE=toy $(PY) -m pytest notebooks --nbval-lax --nbval-cell-timeout=240
+
+# The learner's self-check of exercises/: points per test, hints, and where to start.
+check: $(STAMP)
+	$(VENV)/bin/vlm-course check
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vlm_course tests solutions exercises benchmarks

@@ -26,9 +26,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -53,12 +51,9 @@ QUESTIONS = (
 
 def load_reference():
     """``solutions/chatbot.py`` as a module (the folder is not a package)."""
-    path = REPO / "solutions" / "chatbot.py"
-    spec = importlib.util.spec_from_file_location("bench_reference_chatbot", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    from vlm_course.submission import import_file
+
+    return import_file(REPO / "solutions" / "chatbot.py", "bench_reference_chatbot")
 
 
 def toy_tokenizer():

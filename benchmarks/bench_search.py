@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import os
 import statistics
 import sys
@@ -38,12 +37,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def load_reference():
     """``solutions/image_search.py`` as a module (the folder is not a package)."""
-    path = REPO / "solutions" / "image_search.py"
-    spec = importlib.util.spec_from_file_location("bench_reference_image_search", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    from vlm_course.submission import import_file
+
+    return import_file(REPO / "solutions" / "image_search.py", "bench_reference_image_search")
 
 
 def median_ms(methods: dict[str, Callable[[np.ndarray], object]], queries: np.ndarray, repeats: int) -> dict[str, float]:

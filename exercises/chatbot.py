@@ -9,7 +9,7 @@ LLaVA 로 이미지 한 장에 대해 여러 턴 대화하는 챗봇을 완성�
 
 채점(자가 점검)::
 
-    pytest tests/exercises/test_chatbot.py --submission exercises
+    make check                               # 또는: .venv/bin/vlm-course check chatbot
 
 The docstrings below fix the contract that the tests check; the Korean TODO hints show one way
 to meet it. Every method raises NotImplementedError until you write it.

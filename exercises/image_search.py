@@ -6,7 +6,7 @@
 
 채점(자가 점검)::
 
-    pytest tests/exercises/test_image_search.py --submission exercises
+    make check                               # 또는: .venv/bin/vlm-course check image_search
 
 The docstrings below fix the contract that the tests check; the Korean TODO hints show one way
 to meet it. Every method raises NotImplementedError until you write it.

@@ -8,6 +8,12 @@ import socket
 
 import pytest
 
+from vlm_course.exercise_tests.fixtures import (  # noqa: F401 - shared fixtures
+    add_submission_option,
+    clip_model_name,
+    one_torch_thread,
+)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLM_COURSE_PROFILE", "toy")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -17,13 +23,8 @@ _real_connect_ex = socket.socket.connect_ex
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    # Defined here (not only in tests/exercises/conftest.py) so `pytest tests --submission DIR` works.
-    parser.addoption(
-        "--submission",
-        metavar="DIR",
-        default=None,
-        help="folder holding the exercise files to test (default: $VLM_COURSE_SUBMISSION, else solutions/)",
-    )
+    # Here too (not only in vlm_course/exercise_tests/conftest.py) so `pytest tests --submission DIR` works.
+    add_submission_option(parser)
 
 
 class NetworkBlockedError(OSError):

@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import io
-import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from vlm_course import shapesworld as sw
 from vlm_course.chat_ui import ChatUI, history_html, stats_line, uploaded_files
 from vlm_course.images import load_image
+from vlm_course.submission import import_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """The toy models are tiny: one thread is faster than several (no thread hand-offs per
-    small matmul, no spinning threads on a busy machine). Restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class FakeBot:
@@ -198,10 +189,7 @@ def test_stats_line():
 
 
 def test_with_the_reference_chatbot_on_the_toy_llava():
-    spec = importlib.util.spec_from_file_location("chatbot_reference_for_ui", ROOT / "solutions" / "chatbot.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = import_file(ROOT / "solutions" / "chatbot.py")
     bot = module.MultimodalChatbot(max_new_tokens=24)
     ui = ChatUI(bot)
     scene = sw.sample_scene(11)

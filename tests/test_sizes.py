@@ -268,22 +268,18 @@ def test_bench_command_reports_refusal(monkeypatch, capsys):
     assert "in fp32 needs about" in err and "no dtype fits" not in err and "--dtype" in err
 
 
-def test_bench_search_runs_the_search_benchmark(monkeypatch, tmp_path):
-    from vlm_course.sizes import commands
-
+def test_bench_search_runs_the_search_benchmark(tmp_path):
     script = tmp_path / "bench_search.py"
     script.write_text("import json, pathlib\n"
                       "def main(argv):\n"
                       f"    pathlib.Path({str(tmp_path / 'argv.json')!r}).write_text(json.dumps(argv))\n"
                       "    return 0\n")
-    monkeypatch.setattr(commands, "SEARCH_BENCH", script)
-    assert cli.main(["bench", "search", "--", "--sizes", "10000", "--skip-indexing"]) == 0
+    assert cli.main(["bench", "search", "--benchmarks", str(tmp_path), "--", "--sizes", "10000", "--skip-indexing"]) == 0
     assert (tmp_path / "argv.json").read_text() == '["--sizes", "10000", "--skip-indexing"]'
 
 
 def test_bench_search_missing_says_where(monkeypatch, tmp_path, capsys):
-    from vlm_course.sizes import commands
-
-    monkeypatch.setattr(commands, "SEARCH_BENCH", tmp_path / "nope.py")
+    monkeypatch.chdir(tmp_path)
     assert cli.main(["bench", "search"]) == 1
-    assert "image-search benchmark is not in this install" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "benchmarks/bench_search.py does not exist" in err and "--benchmarks DIR" in err

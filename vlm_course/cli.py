@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("vlm_course.sizes.commands", "measure speed of a real-size model with random weights, or the image search"),
     "download": ("vlm_course.sizes.commands", "prefetch the checkpoints a lesson needs into the Hugging Face cache"),
     "grade": ("vlm_course.grading.commands", "grade exercise submissions in a sandbox"),
+    "check": ("vlm_course.check", "self-check your exercises/: points per test, hints, where to start"),
 }
 
 
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     sub = argparse.ArgumentParser(prog=f"vlm-course {name}", description=help_text)
     module.configure(sub, name)
-    args = sub.parse_args(argv[1:])
+    args = sub.parse_intermixed_args(argv[1:])  # options may follow positionals: bench search --benchmarks DIR -- ARGS
     args.command = name
     return int(module.run(args) or 0)
 

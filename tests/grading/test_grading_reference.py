@@ -13,6 +13,8 @@ import ast
 import pytest
 from grading_cases import REPO, grade_cli, results_of
 
+from vlm_course import exercise_tests
+
 
 def _points_in(path) -> float:
     """Points a test file is worth: each points(n) test counts once per parametrized case."""
@@ -37,6 +39,6 @@ def test_reference_image_search_earns_full_points_in_the_sandbox(tmp_path):
     r = results_of(tmp_path, "solutions")
     failed = {t["name"]: t["output"][-800:] for t in r["tests"] if t["status"] != "passed"}
     assert not failed, failed
-    assert r["score"] == _points_in(REPO / "tests" / "exercises" / "test_image_search.py") > 0
+    assert r["score"] == _points_in(exercise_tests.folder() / "test_image_search.py") > 0
     assert r["extra_data"]["status"] == "ok"
     assert r["extra_data"]["files"] == ["chatbot.py", "image_search.py"]

@@ -21,7 +21,7 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("submissions", nargs="+", metavar="SUBMISSION", type=Path,
                         help="a folder or .zip with image_search.py and/or chatbot.py (several: a class)")
     parser.add_argument("--tests", type=Path, default=runner.DEFAULT_TESTS, metavar="DIR",
-                        help="folder of test_*.py files with points markers (default: the course's tests/exercises; "
+                        help="folder of test_*.py files with points markers (default: the course's exercise tests in vlm_course/exercise_tests; "
                              "give your private hidden tests here)")
     parser.add_argument("--out", type=Path, default=Path("grades"), metavar="DIR",
                         help="where results.json files and gradebook.csv go (default: ./grades)")

@@ -20,6 +20,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vlm_course import exercise_tests
 from vlm_course.grading import GRADER_VERSION, report, sandbox, scratch
 from vlm_course.grading.remote import GRADING_ENV, OutputBuffer, SessionConfig
 
@@ -27,7 +28,7 @@ ALLOWED_FILES = ("image_search.py", "chatbot.py")
 MAX_FILE_BYTES = 1024 * 1024
 MAX_ENTRIES = 5000
 IGNORED = {"__MACOSX", ".DS_Store", "__pycache__", ".ipynb_checkpoints"}
-DEFAULT_TESTS = sandbox.REPO_DIR / "tests" / "exercises"
+DEFAULT_TESTS = exercise_tests.folder()
 
 
 @dataclass
@@ -189,6 +190,12 @@ def tests_sha256(options: GradeOptions) -> str:
     return h.hexdigest()
 
 
+def _private(tests_dir: Path) -> list[Path]:
+    """``[tests_dir]`` to hide from the worker, or ``[]`` for the course's public tests: they ship inside
+    the package, which the worker must read to run at all."""
+    return [] if Path(tests_dir).resolve() == DEFAULT_TESTS else [Path(tests_dir)]
+
+
 # ---- grading one submission ----------------------------------------------------------------------------
 
 
@@ -250,7 +257,7 @@ def _run_tests(sub: Submission, options: GradeOptions, slot: int) -> tuple[dict 
         deadline = time.time() + options.timeout
         config = SessionConfig(
             source_dir=str(source), scratch=str(work), shared_dirs=[str(work / "shared")],
-            hidden=[str(p) for p in [options.tests_dir, options.out_dir, sub.source, *options.hidden]],
+            hidden=[str(p) for p in [*_private(options.tests_dir), options.out_dir, sub.source, *options.hidden]],
             uid_base=sandbox.BASE_UID + 16 * slot, mode=mode, limits=options.limits.as_dict(),
             call_timeout=options.call_timeout, deadline=deadline, max_restarts=options.max_restarts,
             report=str(report_path), scratch_mb=options.scratch_mb,

@@ -43,7 +43,9 @@ MODES = ("auto", "namespace", "process")
 TRUSTED_BIN = ("/usr/bin", "/bin", "/usr/sbin", "/sbin")  # where the grader's own tools come from (never $PATH)
 SCRIPT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 PACKAGE_DIR = Path(vlm_course.__file__).resolve().parent
-REPO_DIR = PACKAGE_DIR.parent
+# the course checkout around an editable install (solutions/ lies there); None for an installed package,
+# whose parent is site-packages
+REPO_DIR = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "pyproject.toml").is_file() else None
 BASE_UID = 61000  # sandbox uids: BASE_UID + job slot (a uid of its own per parallel job)
 PR_SET_CHILD_SUBREAPER = 36
 # never covered, even when a submission or the output lies right inside one of them
@@ -255,7 +257,7 @@ def _unreadable_files(root: Path) -> list[Path]:
 
 def mount_plan(spec: SandboxSpec) -> MountPlan:
     """Which folders to cover and which to bring back for ``spec`` (namespace mode)."""
-    sensitive = [_real(p) for p in spec.hidden] + [REPO_DIR]
+    sensitive = [_real(p) for p in spec.hidden] + ([REPO_DIR] if REPO_DIR else [])
     python = list(_python_paths())
     hide: dict[Path, str] = {}
     for p in ("/tmp", "/var/tmp", "/dev/shm"):

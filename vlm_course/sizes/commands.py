@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .memory import DTYPES, FLOAT_DTYPES
 
-SEARCH_BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_search.py"
+SEARCH_BENCH = "bench_search.py"
 
 
 def _image_size(text: str) -> tuple[int, int]:
@@ -34,9 +34,11 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--dtype", nargs="+", choices=DTYPES, default=list(DTYPES), help="columns to show")
         _prompt_options(parser, 64)
     elif command == "bench":
-        parser.epilog = ("Image search instead: vlm-course bench search [-- OPTIONS of benchmarks/bench_search.py], "
-                         "e.g. vlm-course bench search -- --sizes 10000,100000")
+        parser.epilog = ("Image search instead: vlm-course bench search [--benchmarks DIR] [-- OPTIONS of "
+                         "benchmarks/bench_search.py], e.g. vlm-course bench search -- --sizes 10000,100000")
         parser.add_argument("model", metavar="MODEL", help="hub id or toy name of a course checkpoint, or 'search'")
+        parser.add_argument("--benchmarks", type=Path, default=Path("benchmarks"), metavar="DIR",
+                            help="the course's benchmarks folder, for 'search' (default: ./benchmarks)")
         parser.add_argument("extra", nargs="*", help=argparse.SUPPRESS)
         parser.add_argument("--random-weights", action="store_true",
                             help="build the real-size architecture with random weights (nothing is downloaded)")
@@ -79,7 +81,7 @@ def _estimate(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     if args.model == "search":
-        return _bench_search(args.extra)
+        return _bench_search(args.benchmarks, args.extra)
     if args.extra:
         return _fail(f"unexpected arguments {' '.join(args.extra)!r}")
     if not args.random_weights:
@@ -98,16 +100,14 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_search(extra: list[str]) -> int:
-    if not SEARCH_BENCH.is_file():
-        return _fail(f"the image-search benchmark is not in this install ({SEARCH_BENCH}); run it from a clone "
-                     "of the course repository")
-    import importlib.util
+def _bench_search(folder: Path, extra: list[str]) -> int:
+    script = folder / SEARCH_BENCH
+    if not script.is_file():
+        return _fail(f"{script} does not exist: run this from the course repository's root, or pass "
+                     "--benchmarks DIR (the folder of the course's benchmarks)")
+    from vlm_course.submission import import_file
 
-    module_spec = importlib.util.spec_from_file_location("bench_search", SEARCH_BENCH)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return int(module.main(extra) or 0)
+    return int(import_file(script, "bench_search").main(extra) or 0)
 
 
 def _download(args: argparse.Namespace) -> int:

@@ -8,8 +8,6 @@ these checks do not depend on how well the toy checkpoints are trained.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,29 +15,19 @@ import torch
 
 from vlm_course import shapesworld as sw
 from vlm_course.profiles import resolve
+from vlm_course.submission import import_file
 
-_spec = importlib.util.spec_from_file_location("vlm_course_exercise_loader", Path(__file__).with_name("_loader.py"))
-_loader = sys.modules.get(_spec.name) or importlib.util.module_from_spec(_spec)
-if _spec.name not in sys.modules:
-    sys.modules[_spec.name] = _loader
-    _spec.loader.exec_module(_loader)
+SOLUTIONS = Path(__file__).resolve().parents[2] / "solutions"
 
 QUESTIONS = ("Describe this image.", "How many shapes are there?", "Is there a red circle?", "What color is the square?")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """The toy models are tiny: one thread is faster than several (no thread hand-offs per
-    small matmul, no spinning threads on a busy machine). Restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def ref():
-    return _loader.import_file(_loader.DEFAULT_SUBMISSION / "chatbot.py")
+    return import_file(SOLUTIONS / "chatbot.py")
 
 
 @pytest.fixture(scope="module")

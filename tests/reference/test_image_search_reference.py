@@ -3,28 +3,21 @@ batching, exact top-k, the FAISS backend, atomic saving and its error messages."
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from vlm_course import shapesworld as sw
+from vlm_course.submission import import_file
 
-_spec = importlib.util.spec_from_file_location(
-    "vlm_course_exercise_loader", Path(__file__).with_name("_loader.py")
-)
-_loader = sys.modules.get(_spec.name) or importlib.util.module_from_spec(_spec)
-if _spec.name not in sys.modules:
-    sys.modules[_spec.name] = _loader
-    _spec.loader.exec_module(_loader)
+SOLUTIONS = Path(__file__).resolve().parents[2] / "solutions"
 
 
 @pytest.fixture(scope="module")
 def ref():
-    return _loader.import_file(_loader.DEFAULT_SUBMISSION / "image_search.py")
+    return import_file(SOLUTIONS / "image_search.py")
 
 
 @pytest.fixture(scope="module")

@@ -37,14 +37,7 @@ CONVERSATION = (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """The toy models are tiny: one thread is faster than several (no thread hand-offs per
-    small matmul, no spinning threads on a busy machine). Restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="session")
@@ -156,7 +149,7 @@ def _right(scene: sw.Scene, question: str, reply: str) -> bool:
 # ---- one turn ------------------------------------------------------------------------------------
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(2, hint="set_image와 chat을 완성하세요: 채팅 템플릿(첫 사용자 메시지에 이미지, add_generation_prompt=True)과 greedy 디코딩")
 def test_describes_shapesworld_scenes(make_bot, oracle, scenes, images):
     bot = make_bot()
     replies = []
@@ -176,7 +169,7 @@ def test_describes_shapesworld_scenes(make_bot, oracle, scenes, images):
     assert sum(right) >= N_SCENES // 2, f"descriptions {replies} vs expected {[sw.describe_reply(s) for s in scenes]}"
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(2, hint="질문마다 채팅 템플릿으로 프롬프트를 만들고 greedy로 생성한 답을 돌려주세요")
 def test_answers_count_and_colour_questions(make_bot, oracle, scenes, images):
     bot = make_bot()
     asked, right = [], []
@@ -197,7 +190,7 @@ def test_answers_count_and_colour_questions(make_bot, oracle, scenes, images):
 # ---- the conversation ------------------------------------------------------------------------------
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(2, hint="두 번째 턴의 프롬프트에는 첫 턴의 (질문, 답)이 들어가야 합니다: history에 튜플로 쌓으세요")
 def test_history_is_kept_turn_two_sees_turn_one(make_bot, oracle, images):
     bot = make_bot()
     bot.set_image(images[1])
@@ -217,7 +210,7 @@ def test_history_is_kept_turn_two_sees_turn_one(make_bot, oracle, images):
     assert a2 == oracle.reply(images[1], [(q1, a1)], q2), "turn 2's reply differs from the model's reply to the whole conversation"
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(1, hint="clear_history는 대화와 캐시만 지우고 이미지는 남겨 둡니다")
 def test_clear_history_keeps_the_image_and_forgets_the_turns(make_bot, oracle, scenes, images):
     bot = make_bot()
     bot.set_image(images[2])
@@ -235,7 +228,7 @@ def test_clear_history_keeps_the_image_and_forgets_the_turns(make_bot, oracle, s
     assert _history(bot) == [("Describe this image.", reply)]
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(1, hint="set_image는 새 대화를 시작합니다: history, 통계, 캐시를 모두 비우세요")
 def test_set_image_starts_a_new_conversation(make_bot, oracle, scenes, images):
     bot = make_bot()
     bot.set_image(images[3])
@@ -252,7 +245,7 @@ def test_set_image_starts_a_new_conversation(make_bot, oracle, scenes, images):
 # ---- key/value cache reuse (challenge) --------------------------------------------------------------
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(3, hint="(도전) 캐시를 재사용해도 greedy 답은 캐시 없이 만든 답과 똑같아야 합니다")
 def test_greedy_replies_are_identical_with_and_without_cache_reuse(conversations, oracle, images):
     with_reuse, _, history = conversations(True)
     without, _, _ = conversations(False)
@@ -264,7 +257,7 @@ def test_greedy_replies_are_identical_with_and_without_cache_reuse(conversations
     assert list(history) == turns
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(3, hint="(도전) 이전 턴의 key/value 캐시를 재사용해 새 토큰만 prefill하세요")
 def test_each_turn_prefills_only_its_new_tokens(conversations):
     _, stats, _ = conversations(True)
     _, plain, _ = conversations(False)
@@ -286,7 +279,7 @@ def test_each_turn_prefills_only_its_new_tokens(conversations):
 # ---- context limit ---------------------------------------------------------------------------------
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(2, hint="max_context를 넘지 않게 오래된 턴부터 프롬프트에서 빼세요(이미지와 새 메시지는 항상 남김)")
 def test_thirty_turns_stay_within_the_context(make_bot, oracle, images):
     limit = 160
     bot = make_bot(max_context=limit, max_new_tokens=16)
@@ -316,7 +309,7 @@ def test_thirty_turns_stay_within_the_context(make_bot, oracle, images):
 # ---- options, statistics and errors ----------------------------------------------------------------
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(1, hint="chat(message, **options)의 max_new_tokens, do_sample, temperature를 generate에 넘기세요")
 def test_generation_options(make_bot, oracle, images):
     bot = make_bot()
     bot.set_image(images[0])
@@ -332,7 +325,7 @@ def test_generation_options(make_bot, oracle, images):
     assert any(s != full[: len(s)] for s in sampled), f"do_sample=True with temperature=5 should not be greedy: {sampled}"
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(1, hint="last_stats의 값들을 정수로, context_tokens = prompt_tokens + new_tokens가 되게 기록하세요")
 def test_turn_statistics_are_consistent(conversations):
     _, stats, _ = conversations(True)
     for i, s in enumerate(stats, start=1):
@@ -344,14 +337,14 @@ def test_turn_statistics_are_consistent(conversations):
         assert s["tokens_per_s"] == pytest.approx(s["new_tokens"] / s["total_s"], rel=1e-6)
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(1, hint="set_image 전에 chat을 부르면 'set_image'를 언급하는 RuntimeError를 내세요")
 def test_chat_before_set_image_is_a_clear_error(make_bot):
     bot = make_bot()
     with pytest.raises(RuntimeError, match="set_image"):
         bot.chat("Describe this image.")
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(1, hint="읽을 수 없는 이미지는 파일 이름이 담긴 ValueError로 알리세요(load_image가 해 줍니다)")
 def test_unreadable_image_is_a_clear_error(make_bot, tmp_path):
     bot = make_bot()
     missing = tmp_path / "no_such_image.png"
@@ -363,7 +356,7 @@ def test_unreadable_image_is_a_clear_error(make_bot, tmp_path):
         bot.set_image(str(broken))
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(1, hint="str이 아닌 메시지는 TypeError, 빈 메시지나 잘못된 옵션은 ValueError; 거절한 메시지는 history에 넣지 마세요")
 def test_bad_messages_and_options_are_rejected(make_bot, images):
     bot = make_bot()
     bot.set_image(images[0])

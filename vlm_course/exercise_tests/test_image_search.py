@@ -148,7 +148,7 @@ def _write_pngs(images, folder, stem="img") -> list:
 # ---- the core: index_images and search ----------------------------------------------------------
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(2, hint="search는 {'index', 'path', 'score'} dict의 목록을 점수 높은 순서로 돌려줘야 합니다")
 def test_search_returns_ranked_result_dicts(indexed, gallery):
     search = indexed.get()
     results = search.search("a photo of a blue square")
@@ -156,7 +156,7 @@ def test_search_returns_ranked_result_dicts(indexed, gallery):
     assert all(r["path"] is None for r in results), "images indexed as PIL images have path None"
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(3, hint="점수는 L2 정규화한 CLIP 임베딩끼리의 내적(코사인 유사도)이어야 합니다")
 def test_scores_are_clip_cosine_similarities(indexed, oracle, gallery):
     search = indexed.get()
     for query in ("a photo of a green triangle", "a photo of a yellow circle"):
@@ -172,7 +172,7 @@ def test_scores_are_clip_cosine_similarities(indexed, oracle, gallery):
         assert np.allclose(got, np.sort(expected)[::-1], atol=SCORE_TOL), f"{query!r}: not the best images first"
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(3, hint="문장에 맞는 이미지가 위로 와야 합니다: 텍스트는 get_text_features, 이미지는 get_image_features로 임베딩하세요")
 def test_text_query_finds_matching_images(indexed, gallery_labels):
     search = indexed.get()
     red = search.search("a photo of a red circle", top_k=5)
@@ -185,7 +185,7 @@ def test_text_query_finds_matching_images(indexed, gallery_labels):
     assert np.mean(precision) >= 0.8, f"mean precision@5 over the 12 labels is {np.mean(precision):.2f}: {precision}"
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(2, hint="top_k개만 돌려주고(기본 5), 인덱스보다 크면 모든 이미지를 한 번씩 돌려주세요")
 def test_top_k_semantics(indexed, gallery):
     search = indexed.get()
     n = len(gallery)
@@ -202,7 +202,7 @@ def test_top_k_semantics(indexed, gallery):
     assert sorted(_indices(everything)) == list(range(n)), "top_k above the index size returns every image once"
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(1, hint="top_k가 1보다 작으면 ValueError를 내세요")
 @pytest.mark.parametrize("top_k", [0, -3])
 def test_rejects_top_k_below_one(indexed, top_k):
     search = indexed.get()
@@ -210,7 +210,7 @@ def test_rejects_top_k_below_one(indexed, top_k):
         search.search("a photo of a red circle", top_k=top_k)
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(1, hint="빈 문자열이나 공백뿐인 query는 ValueError로 거절하세요")
 @pytest.mark.parametrize("query", ["", "   "])
 def test_rejects_an_empty_query(indexed, query):
     search = indexed.get()
@@ -218,14 +218,14 @@ def test_rejects_an_empty_query(indexed, query):
         search.search(query)
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(1, hint="아직 아무것도 인덱싱하지 않았을 때 search는 ValueError를 내야 합니다")
 def test_rejects_search_on_an_empty_index(image_search_cls, clip_model_name):
     search = image_search_cls(clip_model_name)
     with pytest.raises(ValueError):
         search.search("a photo of a red circle")
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(2, hint="index_images를 다시 부르면 기존 인덱스 뒤에 이어 붙이세요(앞 이미지의 번호는 그대로)")
 def test_indexing_appends(image_search_cls, clip_model_name, indexed, gallery):
     whole = indexed.get()
     half = len(gallery) // 2
@@ -240,7 +240,7 @@ def test_indexing_appends(image_search_cls, clip_model_name, indexed, gallery):
         assert np.allclose([r["score"] for r in got], [r["score"] for r in want], atol=1e-4)
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(2, hint="str·Path 경로와 폴더도 받으세요(폴더는 vlm_course.images.scan_folder 순서); path에는 str(경로)를 넣습니다")
 def test_indexes_paths_and_folders(image_search_cls, clip_model_name, gallery, tmp_path):
     images = gallery[:: PER_LABEL * 2][:6]
     paths = _write_pngs(images, tmp_path / "photos")
@@ -258,7 +258,7 @@ def test_indexes_paths_and_folders(image_search_cls, clip_model_name, gallery, t
     assert np.allclose([r["score"] for r in by_folder], [r["score"] for r in results], atol=1e-4)
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(1, hint="읽을 수 없는 파일은 건너뛰고, 파일 이름을 넣어 warnings.warn으로 알리세요")
 def test_skips_unreadable_images_with_a_warning(image_search_cls, clip_model_name, gallery, tmp_path):
     good = _write_pngs(gallery[:3], tmp_path)
     broken = tmp_path / "broken.png"
@@ -280,7 +280,7 @@ def test_skips_unreadable_images_with_a_warning(image_search_cls, clip_model_nam
 # ---- bonus: image-to-image search and persistence -----------------------------------------------
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(1, hint="(도전) search_by_image: 질의 이미지를 get_image_features로 임베딩해 search와 같은 방식으로 찾으세요")
 def test_search_by_image(indexed, gallery, gallery_labels):
     search = indexed.get()
     for i in (0, 17, 42):
@@ -294,7 +294,7 @@ def test_search_by_image(indexed, gallery, gallery_labels):
         assert same >= 3, f"image-to-image search for {gallery_labels[i]!r} found only {same} of its kind"
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(2, hint="(도전) save는 path에 파일 하나만 쓰고(임시 파일 + os.replace), load는 그대로 되살려 개수를 돌려줍니다")
 def test_save_and_load_round_trip(image_search_cls, clip_model_name, gallery, tmp_path):
     paths = _write_pngs(gallery[:4], tmp_path / "photos")
     search = image_search_cls(clip_model_name)
@@ -333,7 +333,7 @@ def other_clip(tmp_path_factory, clip_model_name) -> str:
     return str(folder)
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(1, hint="(도전) 다른 모델(이름이나 임베딩 크기가 다름)의 인덱스는 load가 ValueError로 거절해야 합니다")
 def test_load_refuses_another_models_index(image_search_cls, clip_model_name, other_clip, gallery, tmp_path):
     search = image_search_cls(clip_model_name)
     search.index_images(gallery[:4])

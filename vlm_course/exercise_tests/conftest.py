@@ -1,11 +1,11 @@
 """Exercise tests: choose the submission to test and add up the points.
 
 Run against the reference solutions (default), a learner's folder, or any folder holding the
-exercise files::
+exercise files (``vlm-course check`` is the learner's short way)::
 
-    pytest tests/exercises                          # solutions/
-    pytest tests/exercises --submission exercises   # the learner's files
-    VLM_COURSE_SUBMISSION=/path/to/dir pytest tests/exercises
+    pytest vlm_course/exercise_tests                          # solutions/
+    pytest vlm_course/exercise_tests --submission exercises   # the learner's files
+    VLM_COURSE_SUBMISSION=/path/to/dir pytest vlm_course/exercise_tests
 
 Tests never import a submission at module import time: they take it from a fixture
 (``image_search_cls``, or ``submission_module("chatbot")`` for other exercises), so an
@@ -14,36 +14,27 @@ unfinished file fails its tests one by one instead of breaking collection.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
+from vlm_course import submission as loader
+from vlm_course.exercise_tests.fixtures import (  # noqa: F401 - shared fixtures
+    add_submission_option,
+    clip_model_name,
+    one_torch_thread,
+)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLM_COURSE_PROFILE", "toy")
 
-_spec = importlib.util.spec_from_file_location("vlm_course_exercise_loader", Path(__file__).with_name("_loader.py"))
-_loader = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _loader
-_spec.loader.exec_module(_loader)
-
-DEFAULT_CLIP = "openai/clip-vit-base-patch32"
 _POINTS = pytest.StashKey[list]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    try:
-        parser.addoption(
-            "--submission",
-            metavar="DIR",
-            default=None,
-            help=f"folder holding the exercise files to test (default: ${_loader.SUBMISSION_ENV}, else solutions/)",
-        )
-    except ValueError:  # already added by a conftest higher up
-        pass
+    add_submission_option(parser)
 
 
 class Submission:
@@ -56,8 +47,8 @@ class Submission:
     def load(self, module: str):
         if module not in self._modules:
             try:
-                self._modules[module] = _loader.import_file(_loader.module_file(self.folder, module))
-            except _loader.SubmissionError as exc:
+                self._modules[module] = loader.import_file(loader.module_file(self.folder, module))
+            except loader.SubmissionError as exc:
                 self._modules[module] = exc
         found = self._modules[module]
         if isinstance(found, Exception):
@@ -87,8 +78,8 @@ def submission(pytestconfig: pytest.Config) -> Submission:
     except ValueError:  # option not registered (this conftest was loaded late)
         option = None
     try:
-        return Submission(_loader.submission_folder(option))
-    except _loader.SubmissionError as exc:
+        return Submission(loader.submission_folder(option, pytestconfig.rootpath))
+    except loader.SubmissionError as exc:
         pytest.fail(str(exc), pytrace=False)
 
 
@@ -102,12 +93,6 @@ def submission_module(submission: Submission):
 def image_search_cls(submission: Submission):
     """``CLIPImageSearch`` from the submission's ``image_search.py``: the one way tests reach it."""
     return submission.attribute("image_search", "CLIPImageSearch")
-
-
-@pytest.fixture(scope="session")
-def clip_model_name() -> str:
-    """The checkpoint the image-search tests use (its toy stand-in under the toy profile)."""
-    return DEFAULT_CLIP
 
 
 # ---- points -----------------------------------------------------------------------------------
@@ -142,8 +127,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
             by_file[key][0] += points
     try:
         option = config.getoption("submission", default=None)
-        folder = _loader.submission_folder(option)
-    except (ValueError, _loader.SubmissionError):
+        folder = loader.submission_folder(option, config.rootpath)
+    except (ValueError, loader.SubmissionError):
         folder = "?"
     terminalreporter.section("exercise points")
     terminalreporter.write_line(f"submission: {folder}")
