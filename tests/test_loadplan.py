@@ -144,3 +144,12 @@ def test_detect_describes_this_machine():
 
 
 HEADROOM_KEYS = tuple(loadplan.HEADROOM)
+
+
+def test_requirements_and_fits_for_lessons_that_try_several_precisions():
+    line = loadplan.requirements("llava")
+    assert line.startswith("llava-hf/llava-1.5-7b-hf needs about 27.6 GiB in fp32") and "14.1 GB download" in line
+    t4 = T4.with_cache(True)
+    plan = auto(LLAVA, t4)
+    assert loadplan.fits(plan, "nf4", t4) and not loadplan.fits(plan, "fp32", t4)
+    assert loadplan.fits(plan_load(LLAVA, "toy", t4), "fp32", t4)

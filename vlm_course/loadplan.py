@@ -255,3 +255,20 @@ def plan_load(name: str | CourseModel, profile: str | None = None, machine: Mach
             return LoadPlan(**{**alt.plan.__dict__, "reason": f"{why} -> laptop-size {alt.plan.reason}"})
         why = f"{why}; laptop-size stand-in: {alt.why}"
     return _toy_plan(model, machine, chosen, f"{why} -> ShapesWorld toy {model.toy_name}")
+
+
+def requirements(name: str | CourseModel) -> str:
+    """One line: the memory the course model ``name`` needs in each dtype (what its seed checkpoint would need)."""
+    model = course_model(name)
+    need = {d: gib(memory_needed(model, d).total) for d in ("fp32", "fp16", "nf4")}
+    return (f"{model.hub_id} needs about {need['fp32']} in fp32 (CPU), {need['fp16']} in fp16/bf16 "
+            f"(GPU) or {need['nf4']} in 4-bit NF4 (CUDA GPU with bitsandbytes), plus a {gb(model.download_bytes)} download")
+
+
+def fits(plan: LoadPlan, dtype: str, machine: Machine | None = None) -> bool:
+    """True when ``plan``'s checkpoint would also fit ``machine`` (default: this one) in ``dtype``
+    (``fp32``, ``fp16``, ``bf16``, ``int8`` or ``nf4``); toy checkpoints always fit."""
+    if plan.source == "toy":
+        return True
+    machine = machine or Machine.detect()
+    return memory_needed(MODELS[plan.checkpoint], dtype).total <= memory_limit(machine)
