@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "download": ("vlm_course.sizes.commands", "prefetch the checkpoints a lesson needs into the Hugging Face cache"),
     "grade": ("vlm_course.grading.commands", "grade exercise submissions in a sandbox"),
     "check": ("vlm_course.check", "self-check your exercises/: points per test, hints, where to start"),
+    "serve": ("vlm_course.serve", "serve a course model to a lab (OpenAI-compatible API, transformers serve)"),
 }
 
 
