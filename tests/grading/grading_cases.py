@@ -19,6 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-7f1c2a"  # known to the hidden tests and the instructor's reference only
 
 HIDDEN_TESTS = f'''
+import os
+
 import pytest
 
 SECRET = "{SECRET}"
@@ -39,13 +41,27 @@ def test_rejects_bad_top_k(image_search_cls):
 
 @pytest.mark.points(1)
 def test_knows_the_secret(image_search_cls):
+    """secret() returns the instructor's secret"""
     assert image_search_cls("toy").secret() == SECRET
+
+
+@pytest.mark.points(1)
+def test_save_writes_one_file(image_search_cls, tmp_path):
+    """save() writes exactly one index file"""
+    s = image_search_cls("toy")
+    s.index_images(["a"])
+    (tmp_path / "saved").mkdir()
+    s.save(tmp_path / "saved" / "index.txt")
+    listing = os.listdir(tmp_path / "saved")
+    (tmp_path / "log.txt").write_text(f"saved: {{listing}}")  # the trusted side writes where a worker could plant a link
+    assert listing == ["index.txt"]
+    assert (tmp_path / "saved" / "index.txt").read_text() == "a"
 
 
 def test_without_points_is_not_graded():
     raise AssertionError("tests without a points marker must not run when grading")
 '''
-FULL_POINTS = 4.0
+FULL_POINTS = 5.0
 
 GOOD = f'''
 class CLIPImageSearch:
@@ -63,6 +79,10 @@ class CLIPImageSearch:
 
     def secret(self):
         return "{SECRET}"
+
+    def save(self, target):
+        with open(target, "w") as f:
+            f.write("".join(self.items))
 '''
 
 BROKEN_CLASS = '''
@@ -78,7 +98,13 @@ class CLIPImageSearch:
 
     def secret(self):
         raise NotImplementedError("secret")
+
+    def save(self, target):
+        raise NotImplementedError("save")
 '''
+
+
+INDEXES_ONLY = BROKEN_CLASS.replace('''        raise NotImplementedError("index_images")''', '''        return len(items)''')
 
 
 def hostile_sources(ctx: dict) -> dict[str, dict[str, str]]:
@@ -227,6 +253,113 @@ def hostile_sources(ctx: dict) -> dict[str, dict[str, str]]:
     }
 
 
+def deeper_hostile_sources(ctx: dict) -> dict[str, dict[str, str]]:
+    """The second attack round: each source goes after one class of weakness of the trusted side."""
+    c = {k: repr(str(v)) for k, v in ctx.items()}
+    return {
+        # root-side test code must never follow what the worker planted (write, list), and root must never
+        # change the ownership of anything while the worker swaps folders and links under it
+        "planted_links": {"image_search.py": INDEXES_ONLY.replace('''    def save(self, target):
+        raise NotImplementedError("save")''', f'''    def save(self, target):
+        import os, threading
+        saved = os.path.dirname(target)
+        tmp = os.path.dirname(saved)
+        os.rmdir(saved)
+        os.symlink({c["hidden_dir"]}, saved)
+        os.symlink({c["canary_file"]}, os.path.join(tmp, "log.txt"))
+
+        def flip(folder):
+            while True:
+                for name in ("x", "y"):
+                    path = os.path.join(folder, name)
+                    try:
+                        os.mkdir(path)
+                        os.rmdir(path)
+                        os.symlink({c["canary_file"]}, path)
+                        os.unlink(path)
+                    except OSError:
+                        pass
+
+        for folder in (os.getcwd(), tmp):
+            threading.Thread(target=flip, args=(folder,), daemon=True).start()''')},
+        "fifo": {"image_search.py": INDEXES_ONLY.replace('''    def save(self, target):
+        raise NotImplementedError("save")''', '''    def save(self, target):
+        import os
+        os.mkfifo(target)''')},
+        "huge_reply": {"image_search.py": BROKEN_CLASS.replace('''        raise NotImplementedError("index_images")''',
+                                                                '''        return [0] * 3_000_000''')},
+        "host_writes": {"image_search.py": textwrap.dedent(f'''
+            import ctypes, os
+            libc = ctypes.CDLL(None, use_errno=True)
+            SHM = libc.shmget({ctx["ipc_key"]}, 4096, 0o1666)  # IPC_CREAT | 0666: System V shared memory
+            WROTE = []
+            for folder in ("/run/lock", "/var/tmp", "/dev/shm", "/tmp", "/usr/local/bin", "/etc", "/dev/mqueue"):
+                try:
+                    with open(os.path.join(folder, {c["marker"]}), "w") as f:
+                        f.write("left for a classmate")
+                    WROTE.append(folder)
+                except OSError:
+                    pass
+        ''') + BROKEN_CLASS},
+        "deep_chain": {"image_search.py": textwrap.dedent('''
+            import os
+            for start in (os.getcwd(), "/tmp"):
+                os.chdir(start)
+                for _ in range(3000):
+                    os.mkdir("d")
+                    os.chdir("d")
+                with open("payload", "wb") as f:
+                    f.write(b"x" * 1_000_000)
+        ''') + BROKEN_CLASS},
+        "guess_secret": {"image_search.py": GOOD.replace(f'return "{SECRET}"', 'return "my-guess"')},
+    }
+
+
+def write_bad_files(folder: Path) -> dict[str, Path]:
+    """Archives and folders that cannot be graded, each for its own reason (name -> path)."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def zip_of(name: str, data: str = GOOD, method: int = zipfile.ZIP_STORED) -> Path:
+        path = folder / name
+        with zipfile.ZipFile(path, "w", compression=method) as zf:
+            zf.writestr("image_search.py", data)
+        return path
+
+    def patch(path: Path, fn) -> Path:
+        raw = bytearray(path.read_bytes())
+        fn(raw, raw.find(b"PK\x01\x02"))
+        path.write_bytes(bytes(raw))
+        return path
+
+    def encrypt(raw, cd):
+        raw[6] |= 1
+        raw[cd + 8] |= 1
+
+    def method(raw, cd):
+        raw[8] = raw[cd + 10] = 99
+
+    def corrupt(raw, cd):
+        for k in range(30 + len("image_search.py") + 5, 30 + len("image_search.py") + 45):
+            raw[k] ^= 0x5A
+
+    paths = {
+        "encrypted": patch(zip_of("encrypted.zip"), encrypt),
+        "method": patch(zip_of("method.zip"), method),
+        "corrupt": patch(zip_of("corrupt.zip", GOOD * 20, zipfile.ZIP_DEFLATED), corrupt),
+    }
+    odd = Path(os.fsdecode(bytes(folder) + b"/odd\xff"))
+    odd.mkdir()
+    (odd / "image_search.py").write_text(GOOD)
+    Path(os.fsdecode(bytes(odd) + b"/n\xffme\x1b[31m.txt")).write_text("")
+    paths["odd"] = odd
+    like_zip = folder / "looks_like.zip"
+    like_zip.mkdir()
+    (like_zip / "image_search.py").write_text(GOOD)
+    paths["looks_like"] = like_zip
+    paths["Good-2"] = zip_of("Good.zip")  # named like the folder "good" but for case: gets a name of its own
+    return paths
+
+
 def write_submissions(folder: Path, sources: dict[str, dict[str, str]]) -> dict[str, Path]:
     """Write each submission as a folder (``good`` also as a zip holding a folder)."""
     paths = {}
@@ -246,10 +379,14 @@ def write_submissions(folder: Path, sources: dict[str, dict[str, str]]) -> dict[
     return paths
 
 
-def grade_cli(*args: str | Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """``vlm-course grade ARGS`` in a fresh process (its subreaper duty stays out of this test process)."""
+def grade_cli(*args: str | Path, timeout: float = 600, tmpdir: Path | None = None) -> subprocess.CompletedProcess:
+    """``vlm-course grade ARGS`` in a fresh process (its subreaper duty stays out of this test process);
+    ``tmpdir``: where its per-submission folders go (to check that nothing is left there)."""
     cmd = [sys.executable, "-m", "vlm_course.cli", "grade", "--quiet", *map(str, args)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("VLM_COURSE_GRADING")}
+    if tmpdir is not None:
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        env["TMPDIR"] = str(tmpdir)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
 
 

@@ -11,13 +11,25 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
+import os
 import socket
 import threading
 import uuid
 
 import psutil
 import pytest
-from grading_cases import FULL_POINTS, REPO, SECRET, grade_cli, hostile_sources, results_of, write_submissions
+from grading_cases import (
+    FULL_POINTS,
+    REPO,
+    SECRET,
+    deeper_hostile_sources,
+    grade_cli,
+    hostile_sources,
+    results_of,
+    write_bad_files,
+    write_submissions,
+)
 
 from vlm_course.grading import sandbox
 
@@ -26,6 +38,25 @@ pytestmark = pytest.mark.skipif(not sandbox.namespace_support()[0],
 
 NPROC = 32
 GRADER_FILE = REPO / "vlm_course" / "grading" / "report.py"
+TOY_MODELS = REPO / "vlm_course" / "toy_models"
+HOST_FOLDERS = ("/run/lock", "/var/tmp", "/dev/shm", "/tmp", "/usr/local/bin", "/etc", "/dev/mqueue")
+
+
+def _tree_digest(root) -> str:
+    h = hashlib.sha256()
+    for dirpath, _dirnames, filenames in sorted(os.walk(root)):
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            h.update(f"{path} {st.st_uid} {st.st_mode:o}\n".encode())
+            with open(path, "rb") as f:
+                h.update(hashlib.sha256(f.read()).digest())
+    return h.hexdigest()
+
+
+def _shm_keys() -> set[int]:
+    with open("/proc/sysvipc/shm") as f:
+        return {int(line.split()[0]) for line in f.read().splitlines()[1:] if line.split()}
 
 
 class SecretServer:
@@ -63,23 +94,30 @@ def graded(tmp_path_factory, hidden_tests):
     root = tmp_path_factory.mktemp("hostile_class")
     out = root / "out"
     marker = f"vlm-grading-daemon-{uuid.uuid4().hex}"
+    canary = root / "canary.txt"
+    canary.write_text("a host file no submission may change")
+    canary.chmod(0o644)
     server = SecretServer()
     ctx = {
         "port": server.port, "hidden_test": hidden_tests / "test_image_search.py",
         "solution": REPO / "solutions" / "image_search.py", "sibling": root / "subs" / "good" / "image_search.py",
         "grader_file": GRADER_FILE, "own_results": out / "fake_results" / "results.json",
         "good_results": out / "good" / "results.json", "gradebook": out / "gradebook.csv", "marker": marker,
+        "hidden_dir": hidden_tests, "canary_file": canary, "ipc_key": 0x5600000 + os.getpid() % 0x10000,
     }
-    paths = write_submissions(root / "subs", hostile_sources(ctx))
-    grader_sha = hashlib.sha256(GRADER_FILE.read_bytes()).hexdigest()
+    paths = write_submissions(root / "subs", {**hostile_sources(ctx), **deeper_hostile_sources(ctx)})
+    paths.update(write_bad_files(root / "bad"))
+    before = {"grader": hashlib.sha256(GRADER_FILE.read_bytes()).hexdigest(), "toy_models": _tree_digest(TOY_MODELS),
+              "canary": os.stat(canary), "hidden": _tree_digest(hidden_tests)}
     try:
         run = grade_cli(*paths.values(), "--tests", hidden_tests, "--out", out, "--jobs", 2, "--timeout", 40,
-                        "--call-timeout", 8, "--memory-mb", 768, "--nproc", NPROC, "--sandbox", "namespace")
+                        "--call-timeout", 8, "--memory-mb", 768, "--nproc", NPROC, "--sandbox", "namespace",
+                        tmpdir=root / "grader_tmp")
     finally:
         server.close()
     leftover = [p.pid for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
     return {"run": run, "out": out, "paths": paths, "server": server, "marker": marker, "leftover": leftover,
-            "grader_sha": grader_sha, "root": root}
+            "before": before, "root": root, "ctx": ctx, "canary": canary}
 
 
 def _details(r: dict) -> str:
@@ -92,14 +130,18 @@ def _test(r: dict, name: str) -> dict:
 
 def test_the_run_finishes_and_the_gradebook_lists_everyone(graded):
     run = graded["run"]
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.returncode == 1, run.stderr[-3000:]  # 1: some submissions (the bad files) could not be graded
+    assert "could not be graded (status error)" in run.stderr
     with open(graded["out"] / "gradebook.csv", newline="") as f:
         rows = {row["submission"]: row for row in csv.DictReader(f)}
     assert set(rows) == set(graded["paths"]), f"gradebook rows {sorted(rows)}"
     for name, row in rows.items():
         assert row["status"] and row["submission_sha256"] and row["tests_sha256"] and row["grader_version"], row
         assert float(row["total"]) == results_of(graded["out"], name)["score"]
-    assert "good_zip" in run.stdout and "4/4" in run.stdout  # the summary table
+    assert "good_zip" in run.stdout and "5/5" in run.stdout  # the summary table
+    summary = {line.split()[0]: line for line in run.stdout.splitlines() if line.strip()}
+    assert "image_search.py: the file is missing" in summary["empty"], "non-ok rows say why"
+    assert "encrypted" in summary["encrypted"] and summary["good"].rstrip().endswith("ok")
 
 
 @pytest.mark.parametrize("name", ["good", "good_zip"])
@@ -107,9 +149,10 @@ def test_honest_submissions_earn_full_points(graded, name):
     r = results_of(graded["out"], name)
     assert r["score"] == FULL_POINTS, r["output"]
     assert r["extra_data"]["status"] == "ok"
-    assert [t["status"] for t in r["tests"]] == ["passed"] * 3
+    assert [t["status"] for t in r["tests"]] == ["passed"] * 4
     assert sorted(t["name"] for t in r["tests"]) == [
-        "image_search: test_index_and_search", "image_search: test_knows_the_secret", "image_search: test_rejects_bad_top_k"]
+        "image_search: test_index_and_search", "image_search: test_knows_the_secret", "image_search: test_rejects_bad_top_k",
+        "image_search: test_save_writes_one_file"]
     assert {t["max_score"] for t in r["tests"]} == {1.0, 2.0} and sum(t["max_score"] for t in r["tests"]) == FULL_POINTS
     sandbox_info = r["extra_data"]["sandbox"]
     assert sandbox_info["network"] == "namespace" and sandbox_info["filesystem"] == "hidden" and sandbox_info["uid"] >= 61000
@@ -126,16 +169,27 @@ EXPECTED = {  # name -> (status, words the details must contain)
     "daemon": ("daemon", "left 1 process(es) running"),
     "flood": ("ok", "bytes of output beyond 65536 were dropped"),
     "conftest": ("ok", "refused files: "),
+    "huge_reply": ("protocol-error", "more than the limit of 1000000"),
+    "encrypted": ("error", "image_search.py is encrypted (password-protected)"),
+    "method": ("error", "uses compression method 99"),
+    "corrupt": ("error", "is damaged in the zip"),
 }
+BAD_FILES = {"encrypted", "method", "corrupt"}
+GRADED_LIKE_GOOD = {"looks_like", "odd", "Good-2"}
 
 
-@pytest.mark.parametrize("name", sorted(set(hostile_sources({k: 0 for k in (
-    "port", "hidden_test", "solution", "sibling", "grader_file", "own_results", "good_results", "gradebook", "marker")})) - {"good"}))
+CTX_KEYS = ("port", "hidden_test", "solution", "sibling", "grader_file", "own_results", "good_results", "gradebook", "marker",
+            "hidden_dir", "canary_file", "ipc_key")
+EARNED = {"loop_method": 2.0, "guess_secret": 4.0}  # what works in them: secret() and save() in a fresh worker; all but secret()
+
+
+@pytest.mark.parametrize("name", sorted((set(hostile_sources(dict.fromkeys(CTX_KEYS, 0)))
+                                         | set(deeper_hostile_sources(dict.fromkeys(CTX_KEYS, 0))) | BAD_FILES) - {"good"}))
 def test_hostile_submissions_earn_only_what_works(graded, name):
     r = results_of(graded["out"], name)
-    earned = 1.0 if name == "loop_method" else 0.0  # its secret() works once a fresh worker replaces the looping one
-    assert r["score"] == earned, f"{name}: {r['output']}"
-    assert sum(t["max_score"] for t in r["tests"]) == FULL_POINTS, "every test is listed, worth its points"
+    assert r["score"] == EARNED.get(name, 0.0), f"{name}: {r['output']}"
+    if name not in BAD_FILES:
+        assert sum(t["max_score"] for t in r["tests"]) == FULL_POINTS, "every test is listed, worth its points"
     if name in EXPECTED:
         status, words = EXPECTED[name]
         assert r["extra_data"]["status"] == status, f"{name}: {_details(r)}"
@@ -154,6 +208,67 @@ def test_a_loop_in_one_method_costs_only_the_tests_that_call_it(graded):
     for name in ("test_index_and_search", "test_rejects_bad_top_k"):
         assert "CLIPImageSearch.search(...) did not finish within 8 s" in _test(r, name)["output"]
     assert _test(r, "test_knows_the_secret")["status"] == "passed", "a fresh worker serves the next test"
+
+
+# ---- the deeper round: the trusted side itself ----------------------------------------------------------
+
+
+def _failure(r: dict, name: str) -> str:
+    """The full failure message of a hidden test (instructor-only: extra_data)."""
+    return r["extra_data"]["failures"][f"image_search: {name}"]
+
+
+def test_root_never_follows_links_the_worker_planted(graded):
+    r = results_of(graded["out"], "planted_links")
+    assert "Too many levels of symbolic links" in _failure(r, "test_save_writes_one_file")
+    assert "['test_image_search.py']" not in json.dumps(r), "the hidden tests folder was listed through the worker's link"
+    assert graded["canary"].read_text() == "a host file no submission may change"
+
+
+def test_no_host_file_changed_owner_mode_or_content(graded):
+    before, now = graded["before"], os.stat(graded["canary"])
+    assert (now.st_uid, now.st_gid, now.st_mode, now.st_mtime_ns) == (
+        before["canary"].st_uid, before["canary"].st_gid, before["canary"].st_mode, before["canary"].st_mtime_ns)
+    assert _tree_digest(TOY_MODELS) == before["toy_models"], "the shipped toy checkpoints changed"
+    assert _tree_digest(graded["ctx"]["hidden_dir"]) == before["hidden"]
+
+
+def test_a_fifo_blocks_only_its_own_test(graded):
+    r = results_of(graded["out"], "fifo")
+    assert "was stuck for 8 s outside the learner's code" in _test(r, "test_save_writes_one_file")["output"]
+    assert r["extra_data"]["status"] != "error" and r["extra_data"]["complete"] is True
+
+
+def test_no_shared_memory_or_host_files_outlive_the_run(graded):
+    assert graded["ctx"]["ipc_key"] not in _shm_keys(), "a System V segment left by the sandbox"
+    for folder in HOST_FOLDERS:
+        assert not os.path.exists(os.path.join(folder, graded["marker"])), f"{folder} was writable from the sandbox"
+
+
+def test_no_residue_in_tmp(graded):
+    assert os.listdir(graded["root"] / "grader_tmp") == [], "grading left folders in its temporary folder"
+    assert results_of(graded["out"], "deep_chain")["extra_data"]["status"] == "ok"
+
+
+def test_hidden_expected_values_never_reach_the_learner(graded):
+    for name in graded["paths"]:
+        r = results_of(graded["out"], name)
+        visible = r["output"] + "".join(t["output"] for t in r["tests"])
+        assert SECRET not in visible, f"{name}: the secret is in the visible output"
+    r = results_of(graded["out"], "guess_secret")
+    shown = _test(r, "test_knows_the_secret")["output"]
+    assert "secret() returns the instructor's secret" in shown and "expected value is not shown" in shown, shown
+    assert SECRET in r["extra_data"]["failures"]["image_search: test_knows_the_secret"], "the instructor still sees it"
+
+
+def test_bad_files_are_error_rows_and_odd_names_are_shown_safely(graded):
+    for name in GRADED_LIKE_GOOD:
+        r = results_of(graded["out"], name)
+        assert r["score"] == FULL_POINTS and r["extra_data"]["status"] == "ok", f"{name}: {r['output']}"
+    refused = results_of(graded["out"], "odd")["extra_data"]["refused"]
+    assert refused == ["n\\udcffme\\x1b[31m.txt"], refused
+    gradebook = (graded["out"] / "gradebook.csv").read_text()
+    assert "\x1b" not in gradebook and "\x1b" not in graded["run"].stdout
 
 
 def test_no_network_inside_the_sandbox(graded):
@@ -181,9 +296,10 @@ def test_flooding_output_is_capped(graded):
 
 def test_patching_pytest_or_the_grader_changes_nothing(graded):
     r = results_of(graded["out"], "monkeypatch")
-    assert hashlib.sha256(GRADER_FILE.read_bytes()).hexdigest() == graded["grader_sha"]
-    assert "AlwaysEqual" in _test(r, "test_index_and_search")["output"]  # a proxy, not an object equal to anything
-    assert "DID NOT RAISE" in _test(r, "test_rejects_bad_top_k")["output"]
+    assert hashlib.sha256(GRADER_FILE.read_bytes()).hexdigest() == graded["before"]["grader"]
+    assert "AlwaysEqual" in _failure(r, "test_index_and_search")  # a proxy, not an object equal to anything
+    assert "DID NOT RAISE" in _failure(r, "test_rejects_bad_top_k")
+    assert "did not raise the exception this test expects" in _test(r, "test_rejects_bad_top_k")["output"]
 
 
 def test_fake_results_files_are_overwritten_or_unreachable(graded):

@@ -90,6 +90,14 @@ def test_framing_over_a_pipe():
         os.close(w)
         os.close(r)
     r, w = os.pipe()
+    try:
+        protocol.send(w, {"ok": [0] * 5000})  # legal and small in bytes, but too many values for this reader
+        with pytest.raises(protocol.ProtocolError, match="more than the limit of 1000"):
+            protocol.receive(r, timeout=5, max_items=1000)
+    finally:
+        os.close(w)
+        os.close(r)
+    r, w = os.pipe()
     os.close(w)
     with pytest.raises(protocol.ChannelClosed):
         protocol.receive(r, timeout=5)
@@ -322,6 +330,67 @@ def test_gradebook_summary_and_skipping(tmp_path):
     assert runner.previous_result(results, "a" * 64, "c" * 64) is None  # the tests changed
     report.write_json_atomic(results, err | {"extra_data": dict(err["extra_data"], submission_sha256="a" * 64, tests_sha256="b" * 64)})
     assert runner.previous_result(results, "a" * 64, "b" * 64) is None  # errors are graded again
+
+
+def test_cells_and_names_are_safe_for_spreadsheets_and_terminals(tmp_path):
+    from vlm_course.grading.commands import unique_names
+
+    assert report.csv_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)" and report.csv_cell("@x") == "'@x"
+    assert report.csv_cell("-1+2") == "'-1+2" and report.csv_cell("ok") == "ok"
+    assert report.printable("a\x1b[31mb\nc\udcff") == "a\\x1b[31mb\\nc\\udcff"
+    names = unique_names([pathlib.Path("a/alice"), pathlib.Path("b/Alice.zip"), pathlib.Path("alice-2"), pathlib.Path("c/alice")])
+    assert len({n.casefold() for n in names}) == 4, names
+    err = report.error_results(dict(META, name="=cmd|x"), "bad\x1b]0;title\x07 file", 0.1)
+    path = tmp_path / "gradebook.csv"
+    report.write_gradebook(path, [err])
+    text = path.read_text()
+    assert "\x1b" not in text and "\x07" not in text and "\n'=cmd|x," in text
+
+
+def test_the_summary_says_why_a_row_is_not_ok():
+    ok = report.build_results(META, _data(events=[]), "", runner.GradeOptions(), 1.0)
+    err = report.error_results(dict(META, name="erin"), "cannot grade erin.zip: image_search.py is encrypted "
+                               "(password-protected): make the zip again without a password", 0.5)
+    lines = report.summary_table([ok, err]).splitlines()
+    assert lines[0].split() == ["submission", "image_search", "chatbot", "total", "status", "reason"]
+    assert lines[2].rstrip().endswith(" ok")
+    assert lines[3].split()[4:8] == ["error", "cannot", "grade", "erin.zip:"] and lines[3].endswith("...")
+
+
+def test_hidden_tests_show_the_description_and_the_learners_part_only():
+    data = _data(events=[])
+    data["tests"][1].update(message="assert 'guess' == 's3cr3t'", public="a check in this test failed", description="b works")
+    options = runner.GradeOptions(withhold=True)
+    r = report.build_results(META, data, "", options, 1.0)
+    assert "s3cr3t" not in json.dumps([r["output"], r["tests"]])
+    assert r["tests"][1]["output"] == "b works\na check in this test failed"
+    assert r["extra_data"]["failures"]["image_search: test_b"] == "assert 'guess' == 's3cr3t'"
+    shown = report.build_results(META, data, "", runner.GradeOptions(), 1.0)
+    assert "s3cr3t" in shown["tests"][1]["output"], "the course's own tests show everything"
+
+
+def test_a_deep_folder_chain_is_removed_without_recursion(tmp_path):
+    from vlm_course.grading import scratch
+
+    top = tmp_path / "top"
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY)
+    for _ in range(3000):  # deeper than PATH_MAX allows to name and than recursion would go
+        os.mkdir("d", dir_fd=fd)
+        new = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = new
+    os.symlink("/etc", "link", dir_fd=fd)
+    os.close(fd)
+    scratch.remove_tree(top)
+    assert not top.exists() and os.path.isdir("/etc")
+
+
+def test_a_killed_test_process_is_an_error_and_not_cached():
+    data = _data(events=[], finished=True, stopped="the test process ended abnormally (exit status -9)")
+    r = report.build_results(META, data, "", runner.GradeOptions(), 1.0)
+    assert r["extra_data"]["status"] == "error" and r["extra_data"]["complete"] is False
+    assert "exit status -9" in r["output"]
 
 
 def test_a_results_file_is_written_even_when_reading_fails(tmp_path):

@@ -37,20 +37,30 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--nproc", type=int, default=64, help="processes and threads of a worker (default 64)")
     parser.add_argument("--fsize-mb", type=int, default=64, help="largest file a worker may write (default 64)")
     parser.add_argument("--output-kb", type=int, default=64, help="worker output kept per module (default 64)")
+    parser.add_argument("--scratch-mb", type=int, default=1024,
+                        help="size of a submission's scratch tmpfs: worker folders and the tests' tmp_path (default 1024)")
     parser.add_argument("--sandbox", choices=sandbox.MODES, default="auto",
                         help="namespace (root + unshare), process (weaker fallback) or auto (default)")
     parser.add_argument("--visibility", default="visible", choices=("visible", "hidden", "after_due_date", "after_published"),
                         help="Gradescope visibility of the test results (default visible)")
+    parser.add_argument("--show-failures", action="store_true",
+                        help="show learners the full failure messages of --tests too (default: only for the course's "
+                             "own tests; hidden tests show the test's description and what the learner's code raised)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _unique_names(sources: list[Path]) -> list[str]:
-    names, seen = [], {}
+def unique_names(sources: list[Path]) -> list[str]:
+    """A results folder name per submission; never the same twice (ignoring case), whatever the files are called."""
+    names: list[str] = []
+    taken: set[str] = set()
     for src in sources:
-        base = runner.submission_name(src)
-        n = seen.get(base, 0)
-        seen[base] = n + 1
-        names.append(base if n == 0 else f"{base}-{n + 1}")
+        base = name = runner.submission_name(src)
+        n = 1
+        while name.casefold() in taken:
+            n += 1
+            name = f"{base}-{n}"
+        taken.add(name.casefold())
+        names.append(name)
     return names
 
 
@@ -66,6 +76,8 @@ def options_from(args: argparse.Namespace) -> runner.GradeOptions:
         tests_dir=args.tests.resolve(), out_dir=args.out.resolve(), only=only, timeout=args.timeout,
         call_timeout=args.call_timeout, limits=limits, mode=args.sandbox, force=args.force,
         visibility=args.visibility, hidden=sorted({s.resolve().parent for s in args.submissions}),
+        scratch_mb=args.scratch_mb,
+        withhold=args.tests.resolve() != runner.DEFAULT_TESTS.resolve() and not args.show_failures,
     )
 
 
@@ -89,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
               "see docs/grading.md", file=sys.stderr)
     sandbox.become_subreaper()
     sources = [Path(s) for s in args.submissions]
-    names = _unique_names(sources)
+    names = unique_names(sources)
     tests_digest = runner.tests_sha256(options)
     options.out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[int, dict] = {}
@@ -101,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
             slot = slots.pop()
         try:
             return runner.grade(sources[i], options, name=names[i], slot=slot, tests_digest=tests_digest)
+        except Exception as exc:  # noqa: BLE001 - grade() should not raise; the class run finishes regardless
+            meta = {"name": names[i], "source": report.printable(os.fsdecode(sources[i]))}
+            return report.error_results(meta, report.printable(f"the grader failed: {type(exc).__name__}: {exc}"), 0.0)
         finally:
             with lock:
                 slots.append(slot)

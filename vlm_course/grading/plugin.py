@@ -45,7 +45,8 @@ class Recorder:
             file = nodeid.split("::")[0]
             self.tests[nodeid] = {
                 "nodeid": nodeid, "group": Path(file).stem.removeprefix("test_"), "name": nodeid.split("::", 1)[-1],
-                "points": 0.0, "phases": {}, "message": "", "output": "", "duration": 0.0,
+                "points": 0.0, "phases": {}, "message": "", "public": "", "description": "", "output": "",
+                "duration": 0.0,
             }
         return self.tests[nodeid]
 
@@ -136,6 +137,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_collectreport(report: pytest.CollectReport) -> None:
     if report.failed:
         _recorder_do(lambda r: r.collection_errors.append(_cap(f"{report.nodeid}: {report.longreprtext}")))
+
+
+def public_message(exc: BaseException) -> str:
+    """What a learner may see of a failure in a hidden test: what their own code raised, or what the
+    grader says about the submission, never the test's assertion (it may hold the expected value)."""
+    if isinstance(exc, remote.SandboxError) or getattr(exc, "vlm_public", False):
+        return _cap(str(exc), 1000)
+    if getattr(exc, "vlm_from_submission", False):
+        return _cap(f"your code raised {type(exc).__name__}: {exc}", 1000)
+    if isinstance(exc, pytest.fail.Exception) and str(exc).startswith("DID NOT RAISE"):
+        return "your code did not raise the exception this test expects"
+    if isinstance(exc, AssertionError):
+        return "a check in this test failed (hidden test: the expected value is not shown)"
+    return f"the test stopped with {type(exc).__name__} (hidden test: the details are not shown)"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    report = yield
+    if call.excinfo is not None and not call.excinfo.errisinstance(pytest.skip.Exception):
+        public = public_message(call.excinfo.value)
+        doc = (getattr(getattr(item, "function", None), "__doc__", None) or "").strip().splitlines()
+
+        def record(r: Recorder) -> None:
+            t = r.test(item.nodeid)
+            t["public"] = (t["public"] + "\n" + public).strip()
+            t["description"] = doc[0] if doc else ""
+
+        _recorder_do(record)
+    return report
 
 
 def pytest_runtest_logstart(nodeid: str, location) -> None:

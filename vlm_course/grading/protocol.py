@@ -291,17 +291,24 @@ def send(fd: int, message: dict, timeout: float | None = None) -> None:
         raise ChannelClosed(f"cannot write to the pipe ({exc})") from exc
 
 
-def receive(fd: int, timeout: float | None = None, limit: int = MAX_MESSAGE) -> dict:
-    """Read one message from ``fd``; ChannelTimeout after ``timeout`` seconds, ChannelClosed at EOF."""
+def receive(fd: int, timeout: float | None = None, limit: int = MAX_MESSAGE, max_items: int | None = None) -> dict:
+    """Read one message from ``fd``; ChannelTimeout after ``timeout`` seconds, ChannelClosed at EOF.
+
+    ``limit`` caps its bytes and ``max_items`` the values in it (checked before parsing, by counting
+    the separators), so a legal but huge answer is refused before it takes the reader's memory."""
     deadline = None if timeout is None else time.monotonic() + timeout
     header = _read_exactly(fd, HEADER.size, deadline)
     (size,) = HEADER.unpack(header)
     if size > limit:
         raise ProtocolError(f"message of {size} bytes exceeds the {limit}-byte limit")
     body = _read_exactly(fd, size, deadline)
+    if max_items is not None:
+        items = body.count(b",") + body.count(b"[") + body.count(b"{")
+        if items > max_items:
+            raise ProtocolError(f"message holds about {items} values, more than the limit of {max_items}")
     try:
         message = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolError(f"message is not valid JSON: {exc}") from exc
     if not isinstance(message, dict):
         raise ProtocolError("message is not a JSON object")

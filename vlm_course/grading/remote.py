@@ -38,6 +38,9 @@ from vlm_course.grading import protocol, sandbox, scratch
 
 GRADING_ENV = "VLM_COURSE_GRADING_WORKER"
 MAX_REPLY = 64 * 1024 * 1024  # bytes of one answer from a worker (checked here, whatever the worker runs)
+MAX_ITEMS = 1_000_000  # values in one answer (a list of ten million numbers is refused before parsing)
+MAX_TEXT = 8000  # characters of an exception message or traceback kept from the worker
+MAX_WARNINGS = 50  # warnings re-issued per call
 SIGNALS = {
     signal.SIGKILL: "killed (SIGKILL: the memory limit, the process limit or the grader)",
     signal.SIGSEGV: "crashed (segmentation fault, e.g. out of memory in native code)",
@@ -312,7 +315,7 @@ class Worker:
         self.session.watchdog.pause()  # the call has its own timeout
         try:
             protocol.send(self.req_w, message, timeout=budget)
-            reply = protocol.receive(self.rep_r, timeout=budget, limit=MAX_REPLY)
+            reply = protocol.receive(self.rep_r, timeout=budget, limit=MAX_REPLY, max_items=MAX_ITEMS)
         except protocol.ChannelTimeout:
             why = f"{what} did not finish within {budget:.0f} s (infinite loop? the worker was killed)"
             self.kill(why, "timeout")
@@ -451,7 +454,7 @@ def _decode(data: Any, worker: Worker, path: tuple | None = None, label: str | N
 
 def rebuild_exception(err: dict, where: str) -> BaseException:
     """The worker's exception as the nearest builtin Exception type, with its message and traceback."""
-    message = str(err.get("message", ""))
+    message = str(err.get("message", ""))[:MAX_TEXT]
     args = err.get("args")
     try:
         args = protocol.decode(args) if args is not None else None
@@ -473,26 +476,29 @@ def rebuild_exception(err: dict, where: str) -> BaseException:
                 break
         if exc is None:
             continue
+        exc.vlm_from_submission = True
         if kind != cls.__name__:
             exc.add_note(f"(raised in the sandbox as {kind})")
         if err.get("traceback"):
-            exc.add_note(f"traceback in the sandboxed worker ({where}):\n{err['traceback']}")
+            exc.add_note(f"traceback in the sandboxed worker ({where}):\n{str(err['traceback'])[-MAX_TEXT:]}")
         return exc
-    exc = RemoteError(f"{where} raised {kind}: {message}")
+    exc = RemoteError(f"{where} raised {kind[:200]}: {message}")
+    exc.vlm_from_submission = True
     if err.get("traceback"):
-        exc.add_note(f"traceback in the sandboxed worker:\n{err['traceback']}")
+        exc.add_note(f"traceback in the sandboxed worker:\n{str(err['traceback'])[-MAX_TEXT:]}")
     return exc
 
 
 def _answer(worker: Worker, reply: dict, where: str, path: tuple | None = None, label: str | None = None) -> Any:
     __tracebackhide__ = True
-    for w in reply.get("warnings") or []:
+    found = reply.get("warnings")
+    for w in found[:MAX_WARNINGS] if isinstance(found, list) else []:
         if not isinstance(w, dict):
             continue
         category = getattr(builtins, str(w.get("category")), UserWarning)
         if not (isinstance(category, type) and issubclass(category, Warning)):
             category = UserWarning
-        warnings.warn_explicit(str(w.get("message", "")), category, str(w.get("filename", "<sandbox>")),
+        warnings.warn_explicit(str(w.get("message", ""))[:MAX_TEXT], category, str(w.get("filename", "<sandbox>"))[:500],
                                int(w.get("lineno") or 0) if str(w.get("lineno", "0")).isdigit() else 0)
     if "error" in reply:
         err = reply["error"] if isinstance(reply["error"], dict) else {"message": str(reply["error"])}
@@ -651,6 +657,19 @@ class RemoteObject:
             pass
 
 
+def _submission_problem(message: str) -> BaseException:
+    """A test failure (pytest's ``Failed``) that says what is wrong with the submission itself (a missing
+    file or name, an import error): shown to the learner even for hidden tests."""
+    import pytest
+
+    class SubmissionProblem(pytest.fail.Exception):
+        pass
+
+    exc = SubmissionProblem(message, pytrace=False)
+    exc.vlm_public = True
+    return exc
+
+
 # ---- what the exercise fixtures return when grading ----------------------------------------------------------
 
 
@@ -663,8 +682,6 @@ class RemoteSubmission:
         self._modules: dict[str, Any] = {}
 
     def load(self, module: str):
-        import pytest
-
         if module not in self._modules:
             try:
                 if not (self.folder / f"{module}.py").is_file():
@@ -680,19 +697,17 @@ class RemoteSubmission:
                 self.remote.event(module, "import", f"importing failed with {type(exc).__name__}: {exc}"[:500])
         found = self._modules[module]
         if isinstance(found, str):
-            pytest.fail(found, pytrace=False)
+            raise _submission_problem(found)
         return found
 
     def attribute(self, module: str, name: str):
-        import pytest
-
         mod = self.load(module)
         try:
             return getattr(mod, name)
         except AttributeError:
-            pytest.fail(f"{module}.py must define {name}", pytrace=False)
+            raise _submission_problem(f"{module}.py must define {name}") from None
         except SandboxError as exc:
-            pytest.fail(str(exc), pytrace=False)
+            raise _submission_problem(str(exc)) from None
 
     def __repr__(self) -> str:
         return f"RemoteSubmission({self.folder})"

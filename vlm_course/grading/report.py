@@ -26,6 +26,19 @@ EVENT_STATUS = {"timeout": "timeout", "crash": "crashed", "protocol": "protocol-
 MAX_OUTPUT = 8000
 
 
+def printable(text: str) -> str:
+    """``text`` safe to show in a terminal, a CSV cell or JSON: undecodable bytes and control
+    characters (terminal escapes, newlines in file names) become visible escapes."""
+    text = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def csv_cell(text: str) -> str:
+    """A cell a spreadsheet shows as text: no formula (``=``, ``+``, ``-``, ``@``...) and no control characters."""
+    text = printable(text)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write JSON so that readers see the old file or the new one, never a half-written one."""
     _write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
@@ -35,7 +48,7 @@ def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace", newline="") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -64,7 +77,7 @@ def _status(events: list[dict], extra_errors: list[str]) -> tuple[str, list[str]
     details: list[str] = list(extra_errors)
     for e in events:
         where = f"{e['module']}.py: " if e.get("module") else ""
-        text = f"{where}{e.get('detail', '')}"
+        text = printable(f"{where}{e.get('detail', '')}")
         if text not in details:
             details.append(text)
     return status, details
@@ -80,22 +93,38 @@ def _sandbox_line(protections: dict | None) -> str:
 
 
 def build_results(meta: dict, data: dict | None, log_tail: str, options, elapsed: float) -> dict:
-    """Gradescope results from the plugin's report ``data`` (None: the test process left no report)."""
+    """Gradescope results from the plugin's report ``data`` (None: the test process left no report).
+
+    With ``options.withhold`` (hidden tests) a failed test's visible output is its description and
+    what the learner's own code did (``plugin.public_message``), never the assertion; the full
+    messages go to ``extra_data.failures``, which Gradescope does not show to students."""
+    withhold = bool(getattr(options, "withhold", False))
+    visibility = getattr(options, "visibility", "visible")
     if data is None:
-        return error_results(meta, f"the test process left no report; its last output:\n{log_tail[-3000:]}", elapsed)
+        message = f"the test process left no report; its last output:\n{log_tail[-3000:]}"
+        results = error_results(meta, message, elapsed, visibility)
+        if withhold:
+            results["output"] = "Score: 0\nStatus: error\n  - the grader could not run the tests (the instructor sees why)"
+        return results
     errors = [str(data["stopped"])] if data.get("stopped") else []
-    errors += [f"test collection failed: {e}" for e in data.get("collection_errors") or []]
-    tests_in = data.get("tests") or []
-    if not tests_in and not errors:
-        errors.append(f"no test with a points marker ran; the test process said:\n{log_tail[-2000:]}")
+    public_errors = list(errors)
+    collection = [f"test collection failed: {e}" for e in data.get("collection_errors") or []]
+    if not data.get("tests") and not collection and not errors:
+        collection.append(f"no test with a points marker ran; the test process said:\n{log_tail[-2000:]}")
+    errors += collection
+    public_errors += collection if not withhold else ["the grader could not run the tests (the instructor sees why)"] * bool(collection)
     finished = bool(data.get("finished"))
-    tests, groups = [], {}
-    for t in tests_in:
+    tests, groups, failures = [], {}, {}
+    for t in data.get("tests") or []:
         points = float(t.get("points", 0.0))
         ok = _test_passed(t)
+        name = f"{t.get('group')}: {t.get('name')}"
         message = t.get("message") or ""
         if not ok and "call" not in (t.get("phases") or {}) and not message:
             message = "not run: grading of this submission was stopped (time limit)" if not finished else "not run"
+        if not ok and withhold:
+            failures[name] = message
+            message = "\n".join(x for x in (t.get("description"), t.get("public") or message) if x)
         output = message
         if t.get("output"):
             output += f"\n\n--- printed by the submission during this test ---\n{t['output']}"
@@ -103,23 +132,26 @@ def build_results(meta: dict, data: dict | None, log_tail: str, options, elapsed
         g["max_score"] += points
         g["score"] += points if ok else 0.0
         tests.append({
-            "name": f"{t.get('group')}: {t.get('name')}",
+            "name": name,
             "score": points if ok else 0.0,
             "max_score": points,
             "status": "passed" if ok else "failed",
             "output": output.strip()[:MAX_OUTPUT],
-            "visibility": getattr(options, "visibility", "visible"),
+            "visibility": visibility,
             "tags": [str(t.get("group"))],
         })
     status, details = _status(data.get("events") or [], errors)
+    public_details = _status(data.get("events") or [], public_errors)[1]
     if meta.get("refused"):
-        details.append(f"refused files: {', '.join(meta['refused'][:10])}" + (" ..." if len(meta["refused"]) > 10 else ""))
+        refused = f"refused files: {', '.join(meta['refused'][:10])}" + (" ..." if len(meta["refused"]) > 10 else "")
+        details.append(refused)
+        public_details.append(refused)
     score = sum(t["score"] for t in tests)
     max_score = sum(t["max_score"] for t in tests)
     lines = [f"Score: {_fmt(score)} / {_fmt(max_score)}"]
     lines += [f"  {g}: {_fmt(v['score'])} / {_fmt(v['max_score'])}" for g, v in groups.items()]
     lines.append(f"Status: {status}")
-    lines += [f"  - {d}" for d in details]
+    lines += [f"  - {d}" for d in public_details]
     if meta.get("refused"):
         lines.append(f"Refused (not copied into the sandbox): {', '.join(meta['refused'][:30])}"
                      + (f" and {len(meta['refused']) - 30} more" if len(meta["refused"]) > 30 else ""))
@@ -133,25 +165,27 @@ def build_results(meta: dict, data: dict | None, log_tail: str, options, elapsed
         "status": status, "details": details, "groups": groups, "sandbox": data.get("protections"),
         "complete": status != "error", "graded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
+    if withhold:
+        extra["failures"] = failures
     return {
         "score": round(score, 6),
         "execution_time": round(elapsed, 1),
         "output": "\n".join(lines)[:4 * MAX_OUTPUT],
-        "visibility": "visible",
+        "visibility": visibility,
         "stdout_visibility": "hidden",
         "tests": tests,
         "extra_data": extra,
     }
 
 
-def error_results(meta: dict, message: str, elapsed: float) -> dict:
+def error_results(meta: dict, message: str, elapsed: float, visibility: str = "visible") -> dict:
     """A results file for a submission that could not be graded (score 0, status error)."""
     extra = dict(meta)
     extra.update({"status": "error", "details": [message], "groups": {}, "sandbox": None, "complete": False,
                   "graded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     extra.setdefault("grader_version", GRADER_VERSION)
     return {"score": 0.0, "execution_time": round(elapsed, 1), "output": f"Score: 0\nStatus: error\n  - {message}",
-            "visibility": "visible", "stdout_visibility": "hidden", "tests": [], "extra_data": extra}
+            "visibility": visibility, "stdout_visibility": "hidden", "tests": [], "extra_data": extra}
 
 
 # ---- the class view ----------------------------------------------------------------------------------
@@ -174,14 +208,14 @@ def gradebook_rows(results: list[dict]) -> tuple[list[str], list[list[str]]]:
         extra = r.get("extra_data", {})
         g = extra.get("groups") or {}
         max_score = sum(t.get("max_score", 0.0) for t in r.get("tests", []))
-        rows.append([
+        rows.append([csv_cell(c) for c in (
             str(extra.get("name", "?")),
             *[_fmt(g[k]["score"]) if k in g else "" for k in groups],
             _fmt(float(r.get("score", 0.0))), _fmt(max_score), str(extra.get("status", "?")),
             " | ".join(extra.get("details") or [])[:1000].replace("\n", " "),
             str(extra.get("submission_sha256", "")), str(extra.get("tests_sha256", "")),
             str(extra.get("grader_version", "")), str(extra.get("source", "")),
-        ])
+        )])
     return header, rows
 
 
@@ -194,10 +228,24 @@ def write_gradebook(path: Path, results: list[dict]) -> None:
     _write_atomic(path, buf.getvalue())
 
 
+REASON_WIDTH = 70
+
+
+def reason(result: dict) -> str:
+    """Why a submission is not ``ok``, in one line (its first detail), or '' for ``ok``."""
+    extra = result.get("extra_data", {})
+    if extra.get("status") == "ok":
+        return ""
+    details = extra.get("details") or ["(no reason recorded)"]
+    line = printable(" ".join(str(details[0]).split()))
+    return line if len(line) <= REASON_WIDTH else line[: REASON_WIDTH - 3] + "..."
+
+
 def summary_table(results: list[dict]) -> str:
-    """A plain-text table: one line per submission, points per group, total and status."""
+    """A plain-text table: one line per submission, points per group, total, status and the reason of
+    every status but ``ok``."""
     groups = _groups(results)
-    header = ["submission", *groups, "total", "status"]
+    header = ["submission", *groups, "total", "status", "reason"]
     lines = [header]
     for r in results:
         extra = r.get("extra_data", {})
@@ -205,14 +253,15 @@ def summary_table(results: list[dict]) -> str:
         max_score = sum(t.get("max_score", 0.0) for t in r.get("tests", []))
         status = str(extra.get("status", "?")) + (" (cached)" if extra.get("skipped") else "")
         lines.append([
-            str(extra.get("name", "?")),
+            printable(str(extra.get("name", "?"))),
             *[f"{_fmt(g[k]['score'])}/{_fmt(g[k]['max_score'])}" if k in g else "-" for k in groups],
-            f"{_fmt(float(r.get('score', 0.0)))}/{_fmt(max_score)}", status,
+            f"{_fmt(float(r.get('score', 0.0)))}/{_fmt(max_score)}", status, reason(r),
         ])
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    left = {0, len(header) - 2, len(header) - 1}
     out = []
     for n, row in enumerate(lines):
-        out.append("  ".join(cell.ljust(w) if i in (0, len(row) - 1) else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+        out.append("  ".join(cell.ljust(w) if i in left else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)

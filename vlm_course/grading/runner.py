@@ -23,6 +23,7 @@ from pathlib import Path
 from vlm_course import exercise_tests
 from vlm_course.grading import GRADER_VERSION, report, sandbox, scratch
 from vlm_course.grading.remote import GRADING_ENV, OutputBuffer, SessionConfig
+from vlm_course.grading.report import printable
 
 ALLOWED_FILES = ("image_search.py", "chatbot.py")
 MAX_FILE_BYTES = 1024 * 1024
@@ -44,6 +45,7 @@ class GradeOptions:
     mode: str = "auto"
     force: bool = False
     visibility: str = "visible"
+    withhold: bool = False  # hidden tests: learners see no assertion messages (docs/grading.md)
     max_restarts: int = 2
     hidden: list[Path] = field(default_factory=list)  # extra folders the worker must not see
     scratch_mb: int = 1024  # the submission's scratch tmpfs (worker folders and pytest's tmp_path)
@@ -93,44 +95,57 @@ def _common_folder(paths: list[str]) -> str:
         prefix += top + "/"
 
 
+class BadFile(ValueError):
+    """An exercise file in the submission cannot be read (the whole submission is then an error)."""
+
+
 def read_submission(source: Path, name: str | None = None) -> Submission:
-    """Read ``source`` (a folder or a .zip): keep only the allowed files, list everything else as refused."""
+    """Read ``source`` (a folder or a .zip): keep only the allowed files, list everything else as refused.
+
+    Never raises: whatever is wrong with the folder or archive ends in ``Submission.error``."""
     sub = Submission(source=source, name=name or submission_name(source))
-    entries: dict[str, object] = {}  # relative path -> Path / ZipInfo / "not a regular file"
     try:
-        if source.is_dir() and not source.is_symlink():
-            for dirpath, dirnames, filenames in os.walk(source):  # symbolic links are listed, never followed
-                links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
-                dirnames[:] = [d for d in dirnames if d not in IGNORED and d not in links]
-                rel_dir = os.path.relpath(dirpath, source)
-                for fn in [f for f in filenames if f not in IGNORED] + links:
-                    rel = fn if rel_dir == "." else f"{rel_dir}/{fn}"
-                    entries[rel.replace(os.sep, "/")] = Path(dirpath) / fn
-                    if len(entries) > MAX_ENTRIES:
-                        raise ValueError(f"more than {MAX_ENTRIES} files")
-        elif source.is_file() and zipfile.is_zipfile(source):
-            with zipfile.ZipFile(source) as zf:
-                infos = zf.infolist()
-                if len(infos) > MAX_ENTRIES:
-                    raise ValueError(f"more than {MAX_ENTRIES} files")
-                for info in infos:
-                    if not info.is_dir() and not any(part in IGNORED for part in info.filename.split("/")):
-                        entries[info.filename] = info
-                prefix = _common_folder(list(entries))
-                for rel, info in entries.items():
-                    _take(sub, rel, prefix, lambda info=info: _read_zip_member(zf, info))
-            return sub
-        elif source.exists():
-            raise ValueError("not a folder or a .zip file")
-        else:
-            raise ValueError("no such file or folder")
+        _read_into(sub, source)
+    except BadFile as exc:
+        sub.error = printable(f"cannot grade {source.name}: {exc}")
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        sub.error = f"cannot read the submission {source}: {exc}"
-        return sub
-    prefix = _common_folder(list(entries))
-    for rel, path in entries.items():
-        _take(sub, rel, prefix, lambda path=path: _read_file(path))
+        sub.error = printable(f"cannot read the submission {source}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - e.g. zipfile's NotImplementedError, zlib.error, EOFError
+        sub.error = printable(f"cannot read the submission {source}: {type(exc).__name__}: {exc}")
+    sub.refused = [printable(r) for r in sub.refused]
     return sub
+
+
+def _read_into(sub: Submission, source: Path) -> None:
+    entries: dict[str, object] = {}  # relative path -> Path / ZipInfo
+    if source.is_dir() and not source.is_symlink():
+        for dirpath, dirnames, filenames in os.walk(source):  # symbolic links are listed, never followed
+            links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+            dirnames[:] = [d for d in dirnames if d not in IGNORED and d not in links]
+            rel_dir = os.path.relpath(dirpath, source)
+            for fn in [f for f in filenames if f not in IGNORED] + links:
+                rel = fn if rel_dir == "." else f"{rel_dir}/{fn}"
+                entries[rel.replace(os.sep, "/")] = Path(dirpath) / fn
+                if len(entries) > MAX_ENTRIES:
+                    raise ValueError(f"more than {MAX_ENTRIES} files")
+        prefix = _common_folder(list(entries))
+        for rel, path in entries.items():
+            _take(sub, rel, prefix, lambda path=path: _read_file(path))
+    elif source.is_file() and zipfile.is_zipfile(source):
+        with zipfile.ZipFile(source) as zf:
+            infos = zf.infolist()
+            if len(infos) > MAX_ENTRIES:
+                raise ValueError(f"more than {MAX_ENTRIES} files")
+            for info in infos:
+                if not info.is_dir() and not any(part in IGNORED for part in info.filename.split("/")):
+                    entries[info.filename] = info
+            prefix = _common_folder(list(entries))
+            for rel, info in entries.items():
+                _take(sub, rel, prefix, lambda info=info: _read_zip_member(zf, info))
+    elif source.exists():
+        raise ValueError("not a folder or a .zip file")
+    else:
+        raise ValueError("no such file or folder")
 
 
 def _take(sub: Submission, rel: str, prefix: str, read) -> None:
@@ -139,6 +154,8 @@ def _take(sub: Submission, rel: str, prefix: str, read) -> None:
         try:
             sub.files[inner] = read()
             return
+        except BadFile as exc:
+            raise BadFile(f"{rel} {exc}") from None
         except ValueError as exc:
             sub.refused.append(f"{rel} ({exc})")
             return
@@ -151,8 +168,16 @@ def _read_file(path: Path) -> bytes:
         raise ValueError("not a regular file")
     if st.st_size > MAX_FILE_BYTES:
         raise ValueError(f"larger than {MAX_FILE_BYTES // 1024} KiB")
-    with open(path, "rb") as f:
-        return f.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            return f.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]
+    except OSError as exc:
+        raise BadFile(f"cannot be read ({exc.strerror or exc})") from None
+
+
+ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
+               zipfile.ZIP_LZMA: "lzma"}
 
 
 def _read_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
@@ -160,8 +185,16 @@ def _read_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
         raise ValueError(f"larger than {MAX_FILE_BYTES // 1024} KiB")
     if (info.external_attr >> 16) & 0o170000 == 0o120000:
         raise ValueError("a symbolic link")
-    with zf.open(info) as f:
-        data = f.read(MAX_FILE_BYTES + 1)
+    if info.flag_bits & 0x1:
+        raise BadFile("is encrypted (password-protected): make the zip again without a password")
+    if info.compress_type not in ZIP_METHODS:
+        raise BadFile(f"uses compression method {info.compress_type}, which the grader cannot read: "
+                      "make the zip again with ordinary (deflate) compression")
+    try:
+        with zf.open(info) as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except Exception as exc:  # noqa: BLE001 - zlib.error, EOFError, BadZipFile, lzma errors, CRC mismatch...
+        raise BadFile(f"is damaged in the zip ({type(exc).__name__}: {exc}): make the zip again") from None
     if len(data) > MAX_FILE_BYTES:
         raise ValueError(f"larger than {MAX_FILE_BYTES // 1024} KiB")
     return data
@@ -216,24 +249,30 @@ def grade(source: Path, options: GradeOptions, name: str | None = None, slot: in
     """Grade one submission and write ``<out>/<name>/results.json``; returns the results (never raises)."""
     started = time.time()
     sub = read_submission(Path(source), name)
-    tests_sha = tests_digest or tests_sha256(options)
-    target = options.out_dir / sub.name / "results.json"
-    meta = {"name": sub.name, "source": str(source), "submission_sha256": sub.sha256, "tests_sha256": tests_sha,
-            "grader_version": GRADER_VERSION, "files": sorted(sub.files), "refused": sub.refused}
-    if not options.force:
-        old = previous_result(target, sub.sha256, tests_sha)
-        if old is not None:
-            old.setdefault("extra_data", {})["skipped"] = True
-            return old
+    meta = {"name": sub.name, "source": printable(os.fsdecode(source)), "submission_sha256": sub.sha256,
+            "tests_sha256": tests_digest, "grader_version": GRADER_VERSION, "files": sorted(sub.files),
+            "refused": sub.refused}
     try:
+        meta["tests_sha256"] = tests_sha = tests_digest or tests_sha256(options)
+        target = options.out_dir / sub.name / "results.json"
+        if not options.force:
+            old = previous_result(target, sub.sha256, tests_sha)
+            if old is not None:
+                old.setdefault("extra_data", {})["skipped"] = True
+                return old
         if sub.error:
-            results = report.error_results(meta, sub.error, time.time() - started)
+            results = report.error_results(meta, sub.error, time.time() - started, options.visibility)
         else:
             data, log = _run_tests(sub, options, slot)
             results = report.build_results(meta, data, log, options, time.time() - started)
     except Exception as exc:  # noqa: BLE001 - a results file is written whatever happens
-        results = report.error_results(meta, f"the grader failed: {type(exc).__name__}: {exc}", time.time() - started)
-    report.write_json_atomic(target, results)
+        results = report.error_results(meta, printable(f"the grader failed: {type(exc).__name__}: {exc}"),
+                                       time.time() - started, options.visibility)
+    try:
+        report.write_json_atomic(options.out_dir / sub.name / "results.json", results)
+    except Exception as exc:  # noqa: BLE001 - e.g. the output folder is full: the gradebook still lists it
+        results["extra_data"].setdefault("details", []).append(printable(f"results.json could not be written: {exc}"))
+        results["extra_data"]["status"] = "error"
     return results
 
 

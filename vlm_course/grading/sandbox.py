@@ -341,7 +341,7 @@ def setup_script(plan: MountPlan, spec: SandboxSpec) -> str:
         lines += [f"{cp} {q(str(path))} {q(f'{plan.stage}/copy{i}')}", f"{chmod} 644 {q(f'{plan.stage}/copy{i}')}"]
     for i, (path, writable) in enumerate(plan.keep):
         dest = f"{plan.stage}/{i}"
-        opts = "remount,bind,nosuid,nodev" + ("" if writable else ",ro")
+        opts = "remount,bind,nosuid,nodev," + ("rw" if writable else "ro")
         lines += [f"{mkdir} {q(dest)}", f"{mount} --bind {q(str(path))} {q(dest)}", f"{mount} -o {opts} {q(dest)}"]
     for path, mode in plan.hide:
         size = f"{fsize}m" if mode == "1777" else "1m"
