@@ -8,6 +8,7 @@ import math
 import os
 import pathlib
 import textwrap
+import time
 import warnings
 import zipfile
 
@@ -207,7 +208,13 @@ def test_proxies_forward_calls_values_errors_and_warnings(patient_calc_session):
     with pytest.warns(RuntimeWarning, match="careful with noisy"):
         value = calc.noisy()
     assert type(value) is np.float32
-    assert "noisy was called" in calc_session.take_output()
+    printed = ""
+    for _ in range(100):  # the output arrives through a pipe read by a thread: give it a moment
+        printed += calc_session.take_output()
+        if "noisy was called" in printed:
+            break
+        time.sleep(0.05)
+    assert "noisy was called" in printed
     assert list(calc.pieces(3)) == ["0", "1", "2"]
     with pytest.raises(TypeError, match="cannot send a builtins.function"):
         calc.apply(lambda x: x)
@@ -384,6 +391,33 @@ def test_a_deep_folder_chain_is_removed_without_recursion(tmp_path):
     os.close(fd)
     scratch.remove_tree(top)
     assert not top.exists() and os.path.isdir("/etc")
+
+
+def test_files_the_tests_wrote_are_opened_to_the_workers_and_nothing_else(tmp_path):
+    from vlm_course.grading import scratch
+
+    shared, outside = tmp_path / "shared", tmp_path / "outside.txt"
+    (shared / "model").mkdir(parents=True)
+    (shared / "model").chmod(0o700)
+    (shared / "model" / "weights.bin").write_bytes(b"w")
+    (shared / "model" / "weights.bin").chmod(0o600)
+    outside.write_text("not yours")
+    outside.chmod(0o600)
+    (shared / "link").symlink_to(outside)
+    os.mkfifo(shared / "fifo", 0o600)
+    theirs = shared / "theirs"
+    theirs.mkdir(mode=0o700)
+    (theirs / "inner.txt").write_text("")
+    (theirs / "inner.txt").chmod(0o600)
+    if os.geteuid() == 0:
+        os.chown(theirs, 61000, 61000)
+    assert scratch.open_to_workers(shared) >= 2
+    assert (shared / "model").stat().st_mode & 0o777 == 0o755
+    assert (shared / "model" / "weights.bin").stat().st_mode & 0o777 == 0o644
+    assert outside.stat().st_mode & 0o777 == 0o600, "a link was followed"
+    assert (shared / "fifo").stat().st_mode & 0o777 == 0o600
+    if os.geteuid() == 0:
+        assert (theirs / "inner.txt").stat().st_mode & 0o777 == 0o600, "a worker's folder was entered"
 
 
 def test_a_killed_test_process_is_an_error_and_not_cached():

@@ -313,6 +313,8 @@ class Worker:
         if self._release:
             message["release"], self._release = self._release, []
         self.session.watchdog.pause()  # the call has its own timeout
+        for folder in self.session.config.shared_dirs:  # what the test just wrote, readable by the worker
+            scratch.open_to_workers(Path(folder))
         try:
             protocol.send(self.req_w, message, timeout=budget)
             reply = protocol.receive(self.rep_r, timeout=budget, limit=MAX_REPLY, max_items=MAX_ITEMS)

@@ -68,6 +68,59 @@ def write_file(folder: Path, name: str, data: bytes, uid: int | None = None, mod
         os.close(dfd)
 
 
+def open_to_workers(root: Path, max_entries: int = 20000) -> int:
+    """Let the workers read what the trusted side wrote under ``root`` (files some libraries create
+    0600, like model shards written through ``mkstemp``): add read (and, for folders, search)
+    permission for others to every entry the trusted side owns; returns how many changed.
+
+    It only ever acts through file descriptors opened relative to a folder it already holds, with
+    ``O_NOFOLLOW``, and descends only into folders owned by this process's user, which the worker
+    cannot create: a worker's links, FIFOs, files and folders are never opened, let alone changed.
+    At most ``max_entries`` entries are looked at, however many the worker made."""
+    me = os.geteuid()
+    changed = seen = 0
+    try:
+        stack = [os.open(root, DIR_FLAGS)]
+    except OSError:
+        return 0
+    while stack:
+        dfd = stack.pop()
+        try:
+            with os.scandir(dfd) as entries:
+                names = []
+                for entry in entries:
+                    seen += 1
+                    if seen > max_entries:
+                        break
+                    names.append(entry.name)
+            for name in names:
+                try:
+                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                    if st.st_uid != me or not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+                        continue
+                    is_dir = stat.S_ISDIR(st.st_mode)
+                    flags = DIR_FLAGS if is_dir else os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+                    fd = os.open(name, flags, dir_fd=dfd)
+                except OSError:
+                    continue
+                try:
+                    st = os.fstat(fd)  # the entry may have been swapped meanwhile: decide on what was opened
+                    want = st.st_mode | (0o055 if stat.S_ISDIR(st.st_mode) else 0o044)
+                    if st.st_uid == me and (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+                        if stat.S_IMODE(want) != stat.S_IMODE(st.st_mode):
+                            os.fchmod(fd, stat.S_IMODE(want))
+                            changed += 1
+                        if stat.S_ISDIR(st.st_mode) and seen <= max_entries:
+                            stack.append(fd)
+                            fd = -1
+                finally:
+                    if fd >= 0:
+                        os.close(fd)
+        finally:
+            os.close(dfd)
+    return changed
+
+
 def remove_tree(path: Path) -> None:
     """Delete ``path`` and everything in it, however deep, without recursion or following links.
 
