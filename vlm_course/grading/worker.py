@@ -10,7 +10,6 @@ process answers is only data that the trusted tests check.
 from __future__ import annotations
 
 import builtins
-import importlib.util
 import io
 import json
 import os
@@ -20,6 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from vlm_course import submission
 from vlm_course.grading import protocol
 
 MAX_TRACEBACK = 6000
@@ -115,11 +115,12 @@ class Worker:
         path = self.work_dir / f"{name}.py"
         if not path.is_file():
             raise FileNotFoundError(f"{name}.py is missing from the submission")
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        return module
+        try:
+            return submission.import_file(path, name)
+        except submission.SubmissionError as exc:  # the learner's own exception goes back as it was raised
+            if exc.__cause__ is not None:
+                raise exc.__cause__ from None
+            raise
 
     def handle(self, request: dict) -> Any:
         op = request.get("op")
