@@ -62,17 +62,12 @@ def _no_network(monkeypatch):
     yield
 
 
+
 @pytest.fixture(scope="session")
 def toy_llava_server():
-    """A real ``transformers serve`` with the toy LLaVA on a free loopback port, for the whole session.
-
-    A test may stop and start it again (fault injection); it is running again when each test ends.
-    """
+    """A real ``transformers serve`` with the toy LLaVA on a free loopback port (the one the chatbot
+    exercise tests use too). A test may stop and start it again (fault injection)."""
     from vlm_course.profiles import resolve
-    from vlm_course.serve import ServerProcess
+    from vlm_course.serve import shared_server
 
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    server = ServerProcess(resolve("llava-hf/llava-1.5-7b-hf", profile="toy", verbose=False), env=env)
-    server.start(timeout=240)
-    yield server
-    server.stop()
+    return shared_server(resolve("llava-hf/llava-1.5-7b-hf", profile="toy", verbose=False), timeout=240)

@@ -10,6 +10,7 @@ process; the command, the tests and the load benchmark use it.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import signal
 import socket
@@ -157,6 +158,19 @@ class ServerProcess:
         self.stop()
 
 
+
+
+_SHARED: dict[str, ServerProcess] = {}
+
+
+def shared_server(checkpoint: str, timeout: float = HEALTH_TIMEOUT_S) -> ServerProcess:
+    """One loopback server of ``checkpoint`` per Python process (tests), started on first use, restarted
+    if it was stopped, and stopped when the process exits. One torch thread: the toys are tiny."""
+    server = _SHARED.get(checkpoint)
+    if server is None:
+        server = _SHARED[checkpoint] = ServerProcess(checkpoint, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        atexit.register(server.stop)
+    return server.start(timeout=timeout)
 
 # ---- what to serve, and how many learners it holds --------------------------------------------------
 

@@ -6,18 +6,26 @@ through the ``chatbot_cls`` fixture. Images are ShapesWorld scenes; the model is
 under the toy profile. Expected replies and prompt lengths come from an independent oracle that
 renders the whole conversation with the processor's chat template and generates greedily
 without any cache.
+
+Each test runs on both backends of the chatbot: ``local`` (the model loaded in the chatbot) and
+``server`` (``MultimodalChatbot(..., server=URL)`` talking to a real ``transformers serve`` with the
+same toy LLaVA on a loopback port). Key/value-cache reuse is the local backend's alone. The server
+backend is left out where no server can be reached or waited for: under ``vlm-course grade`` (the
+sandbox has no network) and ``vlm-course check`` (kept short), or with ``VLM_COURSE_CHATBOT_BACKENDS=local``.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 
 import pytest
 import torch
 
 from vlm_course import shapesworld as sw
 from vlm_course.images import load_image
-from vlm_course.profiles import ProfileError, resolve
+from vlm_course.profiles import resolve
+from vlm_course.served import SERVER_ENV
 from vlm_course.toybuild.data import eval_scenes
 
 MODEL = "llava-hf/llava-1.5-7b-hf"
@@ -37,7 +45,25 @@ CONVERSATION = (
 )
 
 
+BACKENDS_ENV = "VLM_COURSE_CHATBOT_BACKENDS"
+LOCAL_ONLY_ENV = ("VLM_COURSE_GRADING_WORKER", "VLM_COURSE_CHECK_OUT")  # grading sandbox, learner self-check
+LOCAL_ONLY_TESTS = {"test_each_turn_prefills_only_its_new_tokens"}  # cache reuse happens in the chatbot
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def backends() -> list[str]:
+    """The backends to test: ``local`` and ``server`` unless the environment rules the server out."""
+    if any(os.environ.get(name) for name in LOCAL_ONLY_ENV):
+        return ["local"]
+    wanted = [b.strip() for b in os.environ.get(BACKENDS_ENV, "local,server").split(",") if b.strip()]
+    return [b for b in ("local", "server") if b in wanted] or ["local"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        chosen = ["local"] if metafunc.function.__name__ in LOCAL_ONLY_TESTS else backends()
+        metafunc.parametrize("backend", chosen, scope="module")
 
 
 @pytest.fixture(scope="session")
@@ -73,10 +99,7 @@ class Oracle:
     def __init__(self) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        try:
-            source = resolve(MODEL, verbose=False)
-        except ProfileError:
-            source = MODEL
+        source = resolve(MODEL, verbose=False)
         self.processor = AutoProcessor.from_pretrained(source)
         self.model = AutoModelForImageTextToText.from_pretrained(source).eval()
 
@@ -109,9 +132,18 @@ def oracle() -> Oracle:
 
 
 @pytest.fixture(scope="module")
-def make_bot(chatbot_cls):
+def make_bot(chatbot_cls, backend):
+    """``make_bot(**options)`` -> a chatbot on this module's backend (``local`` ignores $VLM_COURSE_SERVER)."""
+    server: dict = {}
+    if backend == "server":
+        from vlm_course.serve import shared_server
+
+        server["server"] = shared_server(resolve(MODEL, profile="toy", verbose=False), timeout=240).url
+
     def make(**options):
-        return chatbot_cls(MODEL, **options)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.delenv(SERVER_ENV, raising=False)
+            return chatbot_cls(MODEL, **server, **options)
 
     return make
 
