@@ -390,6 +390,23 @@ def grade_cli(*args: str | Path, timeout: float = 600, tmpdir: Path | None = Non
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
 
 
+def run_bundle(bundle: Path, root: Path, files: dict[str, str]) -> dict:
+    """Unpack ``bundle`` into ``root/source``, put ``files`` in ``root/submission``, run run_autograder."""
+    for sub in ("source", "submission", "results"):
+        (root / sub).mkdir(parents=True)
+    with zipfile.ZipFile(bundle) as zf:
+        zf.extractall(root / "source")
+        for info in zf.infolist():  # extractall drops the modes
+            os.chmod(root / "source" / info.filename, (info.external_attr >> 16) & 0o777 or 0o644)
+    for name, text in files.items():
+        (root / "submission" / name).write_text(text)
+    env = dict(os.environ, VLM_AUTOGRADER_ROOT=str(root), VLM_PYTHON=sys.executable)
+    env = {k: v for k, v in env.items() if not k.startswith("VLM_COURSE_GRADING")}
+    done = subprocess.run([str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((root / "results" / "results.json").read_text())
+
+
 def results_of(out: Path, name: str) -> dict:
     return json.loads((out / name / "results.json").read_text())
 

@@ -18,7 +18,7 @@ from vlm_course.grading import report, runner, sandbox
 
 
 def configure(parser: argparse.ArgumentParser, command: str) -> None:
-    parser.add_argument("submissions", nargs="+", metavar="SUBMISSION", type=Path,
+    parser.add_argument("submissions", nargs="*", metavar="SUBMISSION", type=Path,
                         help="a folder or .zip with image_search.py and/or chatbot.py (several: a class)")
     parser.add_argument("--tests", type=Path, default=runner.DEFAULT_TESTS, metavar="DIR",
                         help="folder of test_*.py files with points markers (default: the course's exercise tests in vlm_course/exercise_tests; "
@@ -47,6 +47,9 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
                         help="show learners the full failure messages of --tests too (default: only for the course's "
                              "own tests; hidden tests show the test's description and what the learner's code raised)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--export-gradescope", type=Path, default=None, metavar="ZIP",
+                        help="write a Gradescope autograder bundle (setup.sh, run_autograder, the tests and these "
+                             "options) instead of grading; see docs/grading.md")
 
 
 def unique_names(sources: list[Path]) -> list[str]:
@@ -81,9 +84,37 @@ def options_from(args: argparse.Namespace) -> runner.GradeOptions:
     )
 
 
+def bundle_args(args: argparse.Namespace) -> list[str]:
+    """The grading options of this command line, as ``vlm-course grade`` arguments for the autograder."""
+    out = ["--timeout", args.timeout, "--call-timeout", args.call_timeout, "--memory-mb", args.memory_mb,
+           "--nproc", args.nproc, "--fsize-mb", args.fsize_mb, "--output-kb", args.output_kb,
+           "--scratch-mb", args.scratch_mb, "--sandbox", args.sandbox, "--visibility", args.visibility]
+    if args.cpu_s:
+        out += ["--cpu-s", args.cpu_s]
+    for only in args.only:
+        out += ["--only", only]
+    if args.show_failures or args.tests.resolve() == runner.DEFAULT_TESTS.resolve():
+        out.append("--show-failures")  # the course's own tests stay as open as when learners self-check
+    return [str(x) for x in out]
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.tests.is_dir():
         print(f"vlm-course grade: the tests folder {args.tests} does not exist; pass --tests DIR", file=sys.stderr)
+        return 2
+    if args.export_gradescope is not None:
+        from vlm_course.grading import gradescope
+
+        try:
+            path = gradescope.export(args.export_gradescope, args.tests.resolve(), bundle_args(args))
+        except (OSError, ValueError) as exc:
+            print(f"vlm-course grade: cannot export the autograder: {exc}", file=sys.stderr)
+            return 2
+        print(f"autograder bundle: {path} (upload it as the autograder of a Gradescope programming assignment)")
+        return 0
+    if not args.submissions:
+        print("vlm-course grade: give the submissions to grade (folders or .zip files), or --export-gradescope ZIP",
+              file=sys.stderr)
         return 2
     try:
         mode = sandbox.resolve_mode(args.sandbox)
