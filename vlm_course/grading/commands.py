@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if mode == "process":
         why = sandbox.namespace_support()[1] if args.sandbox == "auto" else "--sandbox process"
-        print(f"vlm-course grade: weaker sandbox (process mode: {why}): no network or file isolation, "
+        print(f"vlm-course grade: weaker sandbox (process mode: {why}): it lacks {', '.join(sandbox.PROCESS_LACKS)}; "
               "see docs/grading.md", file=sys.stderr)
     sandbox.become_subreaper()
     sources = [Path(s) for s in args.submissions]

@@ -308,11 +308,15 @@ class Worker:
     def request(self, message: dict, what: str, timeout: float | None = None) -> dict:
         """Send one request and wait for its answer; SandboxError if the worker fails meanwhile."""
         __tracebackhide__ = True
-        self.ensure()
+        self.session.watchdog.pause()  # starting a worker and the call have time limits of their own
+        try:
+            self.ensure()
+        except BaseException:
+            self.session.watchdog.resume()
+            raise
         budget = self.session.call_budget() if timeout is None else timeout
         if self._release:
             message["release"], self._release = self._release, []
-        self.session.watchdog.pause()  # the call has its own timeout
         for folder in self.session.config.shared_dirs:  # what the test just wrote, readable by the worker
             scratch.open_to_workers(Path(folder))
         try:

@@ -89,7 +89,8 @@ def _sandbox_line(protections: dict | None) -> str:
     lim = protections.get("limits", {})
     return (f"Sandbox: {protections.get('mode')} (network: {protections.get('network')}, files: {protections.get('filesystem')}, "
             f"uid {protections.get('uid')}, processes: {protections.get('pids')}; limits: {lim.get('cpu_s')} s CPU, "
-            f"{lim.get('memory_mb')} MB memory, {lim.get('nproc')} processes, {lim.get('fsize_mb')} MB per file).")
+            f"{lim.get('memory_mb')} MB memory, {lim.get('nproc')} processes, {lim.get('fsize_mb')} MB per file)"
+            + (f"; it lacks {', '.join(protections['lacks'])}." if protections.get("lacks") else "."))
 
 
 def build_results(meta: dict, data: dict | None, log_tail: str, options, elapsed: float) -> dict:

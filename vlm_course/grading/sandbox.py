@@ -40,6 +40,8 @@ import vlm_course
 from vlm_course.grading import scratch
 
 MODES = ("auto", "namespace", "process")
+PROCESS_LACKS = ("network isolation", "hidden files", "a read-only host", "an IPC namespace",
+                 "a nosymfollow scratch tmpfs (links planted in tmp_path are followed)", "a disk quota")
 TRUSTED_BIN = ("/usr/bin", "/bin", "/usr/sbin", "/sbin")  # where the grader's own tools come from (never $PATH)
 SCRIPT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 PACKAGE_DIR = Path(vlm_course.__file__).resolve().parent
@@ -535,7 +537,8 @@ def launch(spec: SandboxSpec, argv: list[str], pass_fds: Sequence[int], stdout: 
         drop = None
         if os.geteuid() == 0 and _reachable_by_others(_real(sys.executable)):
             drop = spec.uid
-        protections.update(network="none", filesystem="none", uid=drop if drop is not None else os.geteuid(),
+        protections.update(network="none", filesystem="none", lacks=list(PROCESS_LACKS),
+                           uid=drop if drop is not None else os.geteuid(),
                            pids="session" + ("" if drop is not None or os.geteuid() != 0 else " (fork limit not enforced for root)"))
         popen = subprocess.Popen(argv, env=env, cwd=spec.work_dir, stdin=subprocess.DEVNULL, stdout=stdout,
                                  stderr=stdout, pass_fds=tuple(pass_fds), start_new_session=True,
