@@ -124,7 +124,11 @@ def _check_toy_and_profile(report: Report) -> None:
     if profiles.hub_offline():
         why = "HF_HUB_OFFLINE is set"
     elif profiles.hub_reachable():
-        report.add("profile", OK, "auto -> 'hub' (the hub answers; checkpoints download on first use)")
+        from .loadplan import AUTO_DOWNLOAD_LIMIT, gb
+
+        report.add("profile", OK, "auto: the real checkpoint where it fits this machine and is cached or at most "
+                   f"{gb(AUTO_DOWNLOAD_LIMIT)} to download, else a laptop-size one or the toy (per lesson below); "
+                   "set VLM_COURSE_PROFILE=hub|toy to choose")
         return
     else:
         why = f"the hub did not answer within {profiles.HUB_TIMEOUT_S:g} s"
