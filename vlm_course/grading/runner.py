@@ -286,8 +286,10 @@ def _run_tests(sub: Submission, options: GradeOptions, slot: int) -> tuple[dict 
     if not files:
         raise ValueError(f"no test_*.py files{' for ' + ', '.join(options.only) if options.only else ''} in {options.tests_dir}")
     mode = sandbox.resolve_mode(options.mode)
-    root = Path(tempfile.mkdtemp(prefix=f"vlm-grade-{sub.name[:30]}-"))  # 0700: the trusted side's only
+    root = Path(tempfile.mkdtemp(prefix=f"vlm-grade-{sub.name[:30]}-"))  # the trusted side's: src/, report.json...
     try:
+        if mode == "process":  # a worker dropped to the sandbox uid must reach its folder in scratch/
+            os.chmod(root, 0o711)
         source = scratch.new_dir(root, "src")
         for fname, data in sub.files.items():
             scratch.write_file(source, fname, data)
