@@ -30,6 +30,7 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+BASELINE_CPU_S = 30.0  # CPU seconds per submission of grader 1.0 (docs/grading.md, section 5); goal: 12
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{n} submission(s): {s:g} / {m:g} points, status {st}")
     per = cpu / max(1, args.copies)
     print(f"wall clock: {wall:.0f} s ({wall / 60:.1f} min) for {args.copies} submissions, {wall / max(1, args.copies):.1f} s each")
-    print(f"CPU time of the grading processes: {cpu:.0f} s, {per:.1f} s per submission")
+    print(f"CPU time of the grading processes: {cpu:.0f} s, {per:.1f} s per submission "
+          f"({per / BASELINE_CPU_S:.2f} x the {BASELINE_CPU_S:g} s of grader 1.0; goal 12 s = 0.40 x)")
     print(f"estimate on an idle {args.cores}-core machine: {cpu / args.cores / 60:.1f} min "
           f"(30 submissions: {30 * per / args.cores / 60:.1f} min; goal 10 min)")
     print(f"{len(scores)} results, {full} with every point and status ok; load average now {os.getloadavg()[0]:.1f}")

@@ -466,7 +466,7 @@ def rebuild_exception(err: dict, where: str) -> BaseException:
         args = protocol.decode(args) if args is not None else None
     except protocol.ProtocolError:
         args = None
-    kind = str(err.get("type", "Exception"))
+    kind = str(err.get("type", "Exception"))[:200]
     for name in err.get("mro") or []:
         cls = getattr(builtins, str(name), None)
         if not (isinstance(cls, type) and issubclass(cls, Exception)):
@@ -488,7 +488,7 @@ def rebuild_exception(err: dict, where: str) -> BaseException:
         if err.get("traceback"):
             exc.add_note(f"traceback in the sandboxed worker ({where}):\n{str(err['traceback'])[-MAX_TEXT:]}")
         return exc
-    exc = RemoteError(f"{where} raised {kind[:200]}: {message}")
+    exc = RemoteError(f"{where} raised {kind}: {message}")
     exc.vlm_from_submission = True
     if err.get("traceback"):
         exc.add_note(f"traceback in the sandboxed worker:\n{str(err['traceback'])[-MAX_TEXT:]}")
