@@ -153,3 +153,25 @@ def test_requirements_and_fits_for_lessons_that_try_several_precisions():
     plan = auto(LLAVA, t4)
     assert loadplan.fits(plan, "nf4", t4) and not loadplan.fits(plan, "fp32", t4)
     assert loadplan.fits(plan_load(LLAVA, "toy", t4), "fp32", t4)
+
+
+def test_model_kwargs_load_the_toy_as_planned(one_thread):
+    import dataclasses
+
+    from transformers import LlavaForConditionalGeneration
+
+    plan = plan_load("llava", "toy", LAPTOP_16)
+    model = LlavaForConditionalGeneration.from_pretrained(plan.checkpoint, **plan.model_kwargs)
+    assert model.dtype == torch.float32 and model.device.type == "cpu"
+    pytest.importorskip("bitsandbytes")
+    nf4 = dataclasses.replace(plan, dtype=torch.bfloat16, quantization="nf4")  # what a CUDA plan passes
+    quantized = LlavaForConditionalGeneration.from_pretrained(nf4.checkpoint, **nf4.model_kwargs)
+    assert any(type(m).__name__ == "Linear4bit" for m in quantized.modules())
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

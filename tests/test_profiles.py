@@ -115,3 +115,12 @@ def test_hub_reachable_never_asks_when_offline(monkeypatch, empty_cache):
 def test_toy_model_path_errors():
     with pytest.raises(KeyError, match="unknown toy model 'gpt'"):
         toy.model_path("gpt")
+
+
+def test_auto_resolves_llava_to_the_cached_laptop_size_stand_in_on_a_cpu(monkeypatch, empty_cache, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("VLM_COURSE_DEVICE", "cpu")  # a 7B generator in fp32 never passes on a CPU (memory or speed)
+    _fake_cached(empty_cache, "llava-hf/llava-interleave-qwen-0.5b-hf")
+    res = resolve_model("llava-hf/llava-1.5-7b-hf")
+    assert (res.profile, res.target) == ("hub", "llava-hf/llava-interleave-qwen-0.5b-hf")
+    assert "laptop-size" in capsys.readouterr().out
