@@ -22,7 +22,7 @@ import torch  # noqa: F401 - for the TODOs below
 from PIL import Image
 
 from vlm_course.device import pick_device
-from vlm_course.profiles import ProfileError, resolve
+from vlm_course.profiles import resolve
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 
@@ -58,10 +58,8 @@ class CLIPImageSearch:
         """
         from transformers import CLIPModel, CLIPProcessor
 
-        try:
-            source = resolve(model_name)  # hub id, or the toy checkpoint folder under the toy profile
-        except ProfileError:  # not a course checkpoint: a local folder or another hub id
-            source = model_name
+        # a course model: its hub id, or the toy checkpoint under the toy profile; any other name as given
+        source = resolve(model_name)
         self.model_name = model_name
         self.device = pick_device()
         self.model = CLIPModel.from_pretrained(source).to(self.device).eval()

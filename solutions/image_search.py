@@ -136,12 +136,9 @@ def _check_top_k(top_k: int) -> int:
 
 def _resolve(model_name: str, verbose: bool) -> tuple[str, str]:
     """(what to pass to from_pretrained, profile) for a course checkpoint, a folder or another hub id."""
-    from vlm_course.profiles import ProfileError, resolve_model
+    from vlm_course.profiles import resolve_model
 
-    try:
-        res = resolve_model(model_name, verbose=verbose)
-    except ProfileError:  # not a course checkpoint: load it as given
-        return model_name, "direct"
+    res = resolve_model(model_name, verbose=verbose)  # profile "direct" for a name that is no course model
     return res.target, res.profile
 
 

@@ -200,3 +200,27 @@ def test_korean_text_is_drawn_with_a_hangul_font(images):
     ax = fig.axes[0]
     assert ax.get_title() == "메모리"
     assert family in ax.title.get_fontfamily()
+
+
+def test_use_korean_font_makes_a_learners_own_plot_draw_korean():
+    import matplotlib
+
+    with matplotlib.rc_context():
+        family = display.use_korean_font()
+        assert family == display.hangul_font() and family is not None
+        assert display.use_korean_font() == family
+        assert list(matplotlib.rcParams["font.family"]).count(family) == 1, "calling it again changes nothing"
+        fig, ax = plt.subplots()
+        ax.set_title("한국어 제목")  # plain matplotlib, no course helper
+        ax.set_xlabel("Latin text stays in the default font")
+        draw(fig)  # fails on "Glyph missing"
+
+
+def test_use_korean_font_without_any_hangul_font_leaves_settings_alone(monkeypatch):
+    import matplotlib
+
+    monkeypatch.setattr(display, "hangul_font", lambda: None)
+    with matplotlib.rc_context():
+        before = list(matplotlib.rcParams["font.family"])
+        assert display.use_korean_font() is None
+        assert list(matplotlib.rcParams["font.family"]) == before

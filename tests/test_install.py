@@ -4,14 +4,15 @@ The package must never reach into the repository by walking up from its own file
 copy lives in ``site-packages``, far from any clone. The fresh venv borrows this environment's
 dependencies through a ``.pth`` line (``--no-deps``, nothing downloaded), so only the course
 package itself is installed for real. The commands run from a folder outside the repository.
-About 110 s on 2 cores: 70 s grading the reference image search in the sandbox, 25 s for the
-benchmark (mostly imports).
+About 120 s on 2 cores: 70 s grading the reference image search in the sandbox, 25 s for the
+benchmark (mostly imports), 10 s for an editable install.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,9 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 SOURCE_FILES = ("pyproject.toml", "README.md", "LICENSE")
 
 
-def _run(args, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+def _run(args, cwd: Path, timeout: float = 600, **extra_env: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "VLM_COURSE_SUBMISSION"))}
-    env.update(HF_HUB_OFFLINE="1", VLM_COURSE_PROFILE="toy", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env.update(HF_HUB_OFFLINE="1", VLM_COURSE_PROFILE="toy", PIP_DISABLE_PIP_VERSION_CHECK="1", **extra_env)
     return subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -52,6 +53,28 @@ def installed(tmp_path_factory) -> dict[str, Path]:
     work = root / "work"
     work.mkdir()
     return {"venv": venv, "python": python, "site": site, "work": work, "cli": venv / "bin" / "vlm-course"}
+
+
+def test_the_makefiles_editable_install_is_quiet(tmp_path):
+    """``make``'s ``pip install --quiet -e .`` prints nothing (no setuptools banner)."""
+    quiet = re.search(r"^QUIET_EDITABLE := (.+)$", (REPO / "Makefile").read_text(), re.M)
+    assert quiet, "the Makefile names no warning filter for the editable install"
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in SOURCE_FILES:
+        shutil.copy2(REPO / name, source / name)
+    (source / "vlm_course").mkdir()
+    (source / "vlm_course" / "__init__.py").write_text('"""stand-in"""\n')
+    venv = tmp_path / "venv"
+    assert _run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=tmp_path).returncode == 0
+    site = Path(_run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                     cwd=tmp_path).stdout.strip())
+    (site / "borrowed_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    args = [sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "--quiet", "--no-deps",
+            "--no-build-isolation", "--no-index", "-e", source]
+    done = _run(args, cwd=tmp_path, PYTHONWARNINGS=quiet.group(1).strip())
+    assert done.returncode == 0, done.stderr
+    assert "Editable installation" not in done.stdout + done.stderr, done.stderr
 
 
 def test_the_installed_package_finds_its_exercise_tests(installed):

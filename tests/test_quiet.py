@@ -132,3 +132,13 @@ def test_idempotent(collect):
         assert len(now) == len(filters)
         assert sum(isinstance(f, quiet._NoiseFilter) for f in now) == 1
     assert warnings.filters == before
+
+
+def test_sets_a_korean_font_for_plain_matplotlib(collect):
+    import matplotlib
+
+    from vlm_course.display import hangul_font
+
+    with matplotlib.rc_context():
+        quiet_notebook()
+        assert hangul_font() in matplotlib.rcParams["font.family"]

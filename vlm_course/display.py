@@ -1,7 +1,9 @@
 """Plots for the lessons: zero-shot scores, image grids, similarity heatmaps, bar charts.
 
 Every function builds its own figure with ``plt.subplots`` (safe with the non-interactive "Agg"
-backend), touches no global matplotlib settings, and returns the ``Figure``. In a notebook the
+backend), touches no global matplotlib settings, and returns the ``Figure``. The one exception is
+``use_korean_font()``, which ``quiet_notebook()`` calls: it makes a Hangul font matplotlib's
+fallback, so a learner's own ``plt.title("한국어")`` is drawn too. In a notebook the
 figure is drawn when the cell ends; if the call is the last line of a cell, end it with ``;``
 (or assign the figure) so it is not drawn twice.
 
@@ -86,6 +88,26 @@ def _bundled_hangul_font() -> str | None:
         return None
     font_manager.fontManager.addfont(str(path))
     return font_manager.FontProperties(fname=str(path)).get_name()
+
+
+def use_korean_font() -> str | None:
+    """Make matplotlib draw Korean in every plot, the learner's own included; returns the Hangul family used.
+
+    The default font stays first (Latin text looks as before) and the Hangul font (see
+    ``hangul_font``) follows it in ``rcParams["font.family"]``, so characters the default font
+    lacks come from it. Calling it again changes nothing. Without any Hangul font: ``None``, and
+    settings are left alone.
+    """
+    import matplotlib
+
+    family = hangul_font()
+    if family is None:
+        return None
+    current = matplotlib.rcParams["font.family"]
+    current = [current] if isinstance(current, str) else list(current)
+    if family not in current:
+        matplotlib.rcParams["font.family"] = [*current, family]
+    return family
 
 
 def _needs_fallback(text: str) -> bool:

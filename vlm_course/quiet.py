@@ -7,7 +7,9 @@
   SigLIP config note about bos/eos ids 49406/49407 that real checkpoints print too);
 * sets ``TOKENIZERS_PARALLELISM=false`` (unless already set), which stops the tokenizers warning
   about a process forked after parallelism was used;
-* drops a few known harmless log lines, matched by logger and message (see ``KNOWN_NOISE``).
+* drops a few known harmless log lines, matched by logger and message (see ``KNOWN_NOISE``);
+* makes a Korean font matplotlib's fallback (``vlm_course.display.use_korean_font``), so plain
+  ``plt.title("한국어")`` draws Hangul instead of boxes and "Glyph missing" warnings.
 
 Other warnings (``warnings.warn``), other log records and every exception still show.
 """
@@ -89,3 +91,7 @@ def quiet_notebook() -> None:
     from huggingface_hub.utils import disable_progress_bars
 
     disable_progress_bars()
+
+    from vlm_course.display import use_korean_font
+
+    use_korean_font()

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from vlm_course import shapesworld as sw
-from vlm_course.profiles import ProfileError, resolve
+from vlm_course.profiles import resolve
 
 PER_LABEL = 5  # gallery: 5 single-object scenes of each of the 12 "a photo of a {colour} {shape}" labels
 GALLERY_SEED = 8080
@@ -94,10 +94,7 @@ def oracle(clip_model_name, gallery):
     """Expected cosine similarities, computed here straight from CLIP."""
     from transformers import CLIPModel, CLIPProcessor
 
-    try:
-        source = resolve(clip_model_name, verbose=False)
-    except ProfileError:
-        source = clip_model_name
+    source = resolve(clip_model_name, verbose=False)
     model = CLIPModel.from_pretrained(source).eval()
     processor = CLIPProcessor.from_pretrained(source)
     with torch.inference_mode():
@@ -320,10 +317,7 @@ def other_clip(tmp_path_factory, clip_model_name) -> str:
     """A differently sized, randomly initialised CLIP: another model's embeddings."""
     from transformers import CLIPConfig, CLIPModel, CLIPProcessor
 
-    try:
-        source = resolve(clip_model_name, verbose=False)
-    except ProfileError:
-        source = clip_model_name
+    source = resolve(clip_model_name, verbose=False)
     config = CLIPConfig.from_pretrained(source)
     config.projection_dim += 16
     torch.manual_seed(0)
