@@ -19,38 +19,8 @@ from vlm_course import toy
 from vlm_course.toybuild import blip2, data
 
 N = 100
-# Issue #3's bars, measured on 200 fresh scenes by `vlm-course eval-toy-models`: >= 80% exact captions and
-# >= 85% one-word answers. The shipped checkpoint measured (n=200) 81.0% exact captions, 96.0% answers and
-# 93.0% multi-turn answers. A bar it meets is checked on this test's 100 scenes with `bar_check`
-# (one-sided binomial test: fails only on evidence that the checkpoint is below the bar).
-# The guards below them keep the checkpoint well above chance.
-CAPTION_BAR = 0.80
-ANSWER_BAR = 0.85
-
-
-@pytest.fixture(scope="module")
-def path():
-    return toy.model_path("blip2")
-
-
-@pytest.fixture(scope="module")
-def model(path):
-    return Blip2ForConditionalGeneration.from_pretrained(path).eval()
-
-
-@pytest.fixture(scope="module")
-def processor(path):
-    return Blip2Processor.from_pretrained(path)
-
-
-@pytest.fixture(scope="module")
-def scenes():
-    return data.eval_scenes(N, offset=301)
-
-
-@pytest.fixture(scope="module")
-def images(scenes):
-    return [s.render() for s in scenes]
+TOY = {"name": "blip2", "model_class": Blip2ForConditionalGeneration,
+       "processor_class": Blip2Processor, "n": N, "offset": 301}  # see tests/toy/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +59,10 @@ def test_loading_prints_no_warnings(path, capfd):
         assert word not in err
 
 
-def test_captions_meet_the_quality_bar(captions, scenes, bar_check):
-    bar_check([c == s.caption for c, s in zip(captions, scenes, strict=True)], CAPTION_BAR, "exact captions")
+def test_captions_meet_the_quality_bar(model, processor, bar_scenes, sampler, meets_bar):
+    captions = blip2.generate_texts(model, processor, [s.render() for s in bar_scenes])
+    meets_bar("blip2", "captions exact (no prompt)", [c == s.caption for c, s in zip(captions, bar_scenes, strict=True)],
+              sampler)
 
 
 def test_captions_well_above_chance(captions, scenes):
@@ -98,15 +70,15 @@ def test_captions_well_above_chance(captions, scenes):
 
 
 @pytest.fixture(scope="module")
-def answer_rights(model, processor, images, scenes):
-    qas = [sw.sample_qa(s, i) for i, s in enumerate(scenes)]
+def answer_rights(model, processor, bar_scenes):
+    qas = [sw.sample_qa(s, i) for i, s in enumerate(bar_scenes)]
     prompts = [sw.blip2_prompt([], qa.question) for qa in qas]
-    answers = blip2.generate_texts(model, processor, images, prompts)
+    answers = blip2.generate_texts(model, processor, [s.render() for s in bar_scenes], prompts)
     return [a.rstrip(".") == qa.answer for a, qa in zip(answers, qas, strict=True)]
 
 
-def test_question_answer_prompts_meet_the_quality_bar(answer_rights, bar_check):
-    bar_check(answer_rights, ANSWER_BAR, "answer words")
+def test_question_answer_prompts_meet_the_quality_bar(answer_rights, sampler, meets_bar):
+    meets_bar("blip2", "answers ('Question: ... Answer:')", answer_rights, sampler)
 
 
 def test_answers_well_above_chance(answer_rights):

@@ -9,30 +9,11 @@ from PIL import Image
 from transformers import BertTokenizer, BlipForConditionalGeneration, BlipProcessor, pipeline
 
 from vlm_course import shapesworld as sw
-from vlm_course import toy
 from vlm_course.toybuild import blip, data
 
 N = 48
-
-
-@pytest.fixture(scope="module")
-def path():
-    return toy.model_path("blip-captioning")
-
-
-@pytest.fixture(scope="module")
-def model(path):
-    return BlipForConditionalGeneration.from_pretrained(path).eval()
-
-
-@pytest.fixture(scope="module")
-def processor(path):
-    return BlipProcessor.from_pretrained(path)
-
-
-@pytest.fixture(scope="module")
-def scenes():
-    return data.eval_scenes(N, offset=201)
+TOY = {"name": "blip-captioning", "model_class": BlipForConditionalGeneration,
+       "processor_class": BlipProcessor, "n": N, "offset": 201}  # see tests/toy/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +41,10 @@ def test_loading_prints_no_warnings(path, capfd):
         assert word not in err
 
 
-def test_unconditional_captions_exact(captions, scenes):
-    exact = sum(c == s.caption for c, s in zip(captions, scenes, strict=True))
-    assert exact / N >= 0.85, list(zip(captions, [s.caption for s in scenes], strict=True))
+def test_unconditional_captions_meet_the_quality_bar(model, processor, bar_scenes, sampler, meets_bar):
+    captions = blip.caption_images(model, processor, [s.render() for s in bar_scenes])
+    meets_bar("blip-captioning", "caption_exact", [c == s.caption for c, s in zip(captions, bar_scenes, strict=True)],
+              sampler)
 
 
 def test_conditional_captions_continue_the_prompt(model, processor, scenes):

@@ -7,7 +7,6 @@ import random
 import pytest
 import torch
 from transformers import (
-    AutoProcessor,
     LlamaTokenizer,
     LlavaForConditionalGeneration,
     LlavaProcessor,
@@ -19,26 +18,8 @@ from vlm_course import toy
 from vlm_course.toybuild import data, llava
 
 N = 100  # scenes per quality metric (the model card measures 200)
-
-
-@pytest.fixture(scope="module")
-def path():
-    return toy.model_path("llava")
-
-
-@pytest.fixture(scope="module")
-def processor(path):
-    return AutoProcessor.from_pretrained(path)
-
-
-@pytest.fixture(scope="module")
-def model(path):
-    return LlavaForConditionalGeneration.from_pretrained(path).eval()
-
-
-@pytest.fixture(scope="module")
-def scenes():
-    return data.eval_scenes(N, offset=201)
+TOY = {"name": "llava", "model_class": LlavaForConditionalGeneration,
+       "n": N, "offset": 201}  # see tests/toy/conftest.py
 
 
 def _describe(scene: sw.Scene, prompt: str = "What is shown in this image?") -> list[dict]:
@@ -63,28 +44,18 @@ def test_layout_matches_the_real_checkpoint(path, processor, model):
     assert prompt == "USER: <image>\nWhat is shown in this image? ASSISTANT:"
 
 
-@pytest.fixture(scope="module")
-def describe_rights(processor, model, scenes):
-    prompts = [sw.DESCRIBE_PROMPTS[i % 2] for i in range(N)]
-    replies = llava.chat(processor, model, [_describe(s, p) for s, p in zip(scenes, prompts, strict=True)])
-    return [r == sw.describe_reply(s) for r, s in zip(replies, scenes, strict=True)]
+def test_describe_meets_the_quality_bar(processor, model, bar_scenes, sampler, meets_bar):
+    rights = llava.describe_rights(processor, model, bar_scenes, sw.DESCRIBE_PROMPTS)
+    meets_bar("llava", "describe_exact", rights, sampler)
 
 
-def test_describe_meets_the_quality_bar(describe_rights, bar_check):
-    bar_check(describe_rights, 0.8, "exact descriptions")
+def test_held_out_phrasings_meet_the_quality_bar(processor, model, bar_scenes, sampler, meets_bar):
+    rights = llava.describe_rights(processor, model, bar_scenes, sw.HELDOUT_DESCRIBE_PROMPTS)
+    meets_bar("llava", "describe_exact_heldout_phrasings", rights, sampler)
 
 
-@pytest.fixture(scope="module")
-def answer_rights(processor, model, scenes):
-    rng = random.Random(5)
-    qas = [sw.sample_qa(s, rng) for s in scenes]
-    asked = [llava.vary_case(qa.question, rng) for qa in qas]
-    replies = llava.chat(processor, model, [[llava.user_message(q, [s.render()])] for q, s in zip(asked, scenes, strict=True)])
-    return [sw.find_answer_word(r, qa.kind) == qa.answer for r, qa in zip(replies, qas, strict=True)]
-
-
-def test_questions_meet_the_quality_bar(answer_rights, bar_check):
-    bar_check(answer_rights, 0.85, "answer words")
+def test_questions_meet_the_quality_bar(processor, model, bar_scenes, sampler, meets_bar):
+    meets_bar("llava", "answer_word", llava.answer_rights(processor, model, bar_scenes, random.Random(5)), sampler)
 
 
 def test_lesson_forms_agree_and_the_image_matters(path, processor, model):

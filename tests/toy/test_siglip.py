@@ -7,36 +7,17 @@ import torch
 from transformers import SiglipModel, SiglipProcessor, SiglipTokenizer, pipeline
 
 from vlm_course import shapesworld as sw
-from vlm_course import toy
 from vlm_course.toybuild import clip, data, siglip
 
 N = 60
+TOY = {"name": "siglip", "model_class": SiglipModel,
+       "processor_class": SiglipProcessor, "n": N, "offset": 201, "n_objects": 1}  # see tests/toy/conftest.py
 
 
 @pytest.fixture(scope="module")
-def path():
-    return toy.model_path("siglip")
-
-
-@pytest.fixture(scope="module")
-def model(path):
-    return SiglipModel.from_pretrained(path).eval()
-
-
-@pytest.fixture(scope="module")
-def processor(path):
-    return SiglipProcessor.from_pretrained(path)
-
-
-@pytest.fixture(scope="module")
-def singles():
-    return data.eval_scenes(N, n_objects=1, offset=201)
-
-
-@pytest.fixture(scope="module")
-def label_probs(model, processor, singles):
+def label_probs(model, processor, scenes):
     """Sigmoid scores of the 12 labels and of two labels that fit no scene."""
-    images = [s.render() for s in singles]
+    images = [s.render() for s in scenes]
     labels = sw.zero_shot_labels() + clip.NONE_FIT_LABELS
     return torch.sigmoid(clip.zero_shot_scores(model, processor, images, labels, "max_length"))
 
@@ -48,16 +29,17 @@ def test_layout_is_the_real_classes(path, processor, model):
     assert sum(f.stat().st_size for f in path.iterdir()) < 8e6
 
 
-def test_zero_shot_top1_over_12_labels(label_probs, singles):
+def test_zero_shot_top1_over_12_labels(model, processor, bar_scenes, sampler, meets_bar):
     labels = sw.zero_shot_labels()
-    truth = torch.tensor([labels.index(sw.true_label(s)) for s in singles])
-    assert (label_probs[:, :12].argmax(dim=1) == truth).float().mean() >= 0.95
+    logits = clip.zero_shot_scores(model, processor, [s.render() for s in bar_scenes], labels, "max_length")
+    rights = [labels[i] == sw.true_label(s) for i, s in zip(logits.argmax(dim=1).tolist(), bar_scenes, strict=True)]
+    meets_bar("siglip", "zero-shot top-1, 12 colour-shape labels", rights, sampler)
 
 
-def test_matching_label_scores_high_and_none_fit_labels_low(label_probs, singles):
+def test_matching_label_scores_high_and_none_fit_labels_low(label_probs, scenes):
     labels = sw.zero_shot_labels()
-    truth = torch.tensor([labels.index(sw.true_label(s)) for s in singles])
-    true_p = label_probs[torch.arange(len(singles)), truth]
+    truth = torch.tensor([labels.index(sw.true_label(s)) for s in scenes])
+    true_p = label_probs[torch.arange(len(scenes)), truth]
     assert (true_p > 0.5).float().mean() >= 0.8
     assert label_probs[:, 12:].max() < 0.1  # "a photo of a dog" / "a photo of a car"
 
@@ -67,8 +49,8 @@ def test_scores_are_independent_sigmoids_not_a_softmax(label_probs):
 
 
 @pytest.mark.parametrize("kind", ["shape", "color"])
-def test_shape_and_colour_label_sets_mostly_right(model, processor, singles, kind):
-    assert clip.zero_shot_accuracy(model, processor, singles, kind, padding="max_length") >= 0.8
+def test_shape_and_colour_label_sets_mostly_right(model, processor, scenes, kind):
+    assert clip.zero_shot_accuracy(model, processor, scenes, kind, padding="max_length") >= 0.8
 
 
 def test_lesson_form_and_image_matters(model, processor):

@@ -26,7 +26,7 @@ from transformers import (
 
 from .. import shapesworld as sw
 from .card import write_model_card
-from .data import EVAL_SEED, SMOKE_STEPS, batched, eval_scenes
+from .data import EVAL_SEED, SMOKE_STEPS, batched, eval_scenes, on_every_sampler
 from .tokenizers_bert import build_blip_tokenizer
 from .train import fit
 
@@ -284,12 +284,12 @@ def answer_questions(model: BlipForQuestionAnswering, processor: BlipProcessor, 
     return [a.strip() for a in processor.batch_decode(out, skip_special_tokens=True)]
 
 
-def evaluate_captioning(model_dir: Path, n: int = 200) -> dict[str, float]:
+def evaluate_captioning(model_dir: Path, n: int = 200, sampler: str = "course") -> dict[str, float]:
     """Exact captions without a prompt (overall and by object count), captions continuing the prompt
     "a photography of", and how often a different image changes the caption."""
     processor = BlipProcessor.from_pretrained(model_dir)
     model = BlipForConditionalGeneration.from_pretrained(model_dir).eval()
-    scenes = eval_scenes(n)
+    scenes = eval_scenes(n, sampler=sampler)
     images = [s.render() for s in scenes]
     preds = caption_images(model, processor, images)
     prompt = CAPTION_PROMPTS[0]
@@ -331,12 +331,12 @@ def vqa_hits(model: BlipForQuestionAnswering, processor: BlipProcessor, scenes: 
     return results
 
 
-def evaluate_vqa(model_dir: Path, n: int = 200) -> dict[str, float]:
+def evaluate_vqa(model_dir: Path, n: int = 200, sampler: str = "course") -> dict[str, float]:
     """One-word answers per question type and overall, and how often a different image changes the
     answer to the "how many shapes" question (among consecutive scenes whose true answers differ)."""
     processor = BlipProcessor.from_pretrained(model_dir)
     model = BlipForQuestionAnswering.from_pretrained(model_dir).eval()
-    results = vqa_hits(model, processor, eval_scenes(n))
+    results = vqa_hits(model, processor, eval_scenes(n, sampler=sampler))
     every = [t == a for pairs in results.values() for t, a in pairs]
     scores = {"vqa_accuracy": sum(every) / len(every)}
     scores.update({f"vqa_accuracy_{t}": sum(x == y for x, y in v) / max(1, len(v)) for t, v in results.items()})
@@ -346,12 +346,12 @@ def evaluate_vqa(model_dir: Path, n: int = 200) -> dict[str, float]:
     return scores
 
 
-def evaluate(name: str, model_dir: Path, n: int = 200) -> dict[str, float]:
-    """Quality of a built checkpoint on fresh scenes (see ``evaluate_captioning`` / ``evaluate_vqa``)."""
+def evaluate(name: str, model_dir: Path, n: int = 200, sampler: str = "course") -> dict[str, float]:
+    """Quality of a built checkpoint on fresh scenes of ``sampler`` (see ``evaluate_captioning`` / ``evaluate_vqa``)."""
     if name == "blip-captioning":
-        return evaluate_captioning(Path(model_dir), n)
+        return evaluate_captioning(Path(model_dir), n, sampler)
     if name == "blip-vqa":
-        return evaluate_vqa(Path(model_dir), n)
+        return evaluate_vqa(Path(model_dir), n, sampler)
     raise KeyError(f"{name!r} is not built here; this module builds 'blip-captioning' and 'blip-vqa'")
 
 
@@ -411,7 +411,7 @@ def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path
     else:
         raise KeyError(f"{name!r} is not built here; this module builds 'blip-captioning' and 'blip-vqa'")
     _save(model, processor, out_dir)
-    scores = evaluate(name, out_dir, n=8 if smoke else EVAL_N)
+    scores = on_every_sampler(evaluate, name, out_dir, n=8 if smoke else EVAL_N)
     write_model_card(out_dir, name=name, model=model, real_checkpoint=REAL[name], architecture=ARCHITECTURE,
                      recipe=_recipe_text(name, recipe, info), scores=scores, train_seconds=info["seconds"])
     return {**info, "scores": scores}

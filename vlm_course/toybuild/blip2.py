@@ -87,9 +87,6 @@ def make_config(image_token_index: int, vision: dict) -> Blip2Config:
         vocab_size=VOCAB_SIZE, hidden_size=LM_WIDTH, num_hidden_layers=LM_LAYERS, ffn_dim=4 * LM_WIDTH,
         num_attention_heads=4, max_position_embeddings=LM_MAX_POSITIONS, word_embed_proj_dim=LM_WIDTH, dropout=0.0,
         pad_token_id=1, bos_token_id=2, eos_token_id=2,
-        # Blip2ForConditionalGeneration.generate calls the inner LM's generate, whose generation config
-        # comes from text_config: without this, generate() stops at 20 tokens *including* the prompt.
-        max_new_tokens=MAX_NEW_TOKENS,
     )
     return Blip2Config(
         vision_config=vision.to_dict(), qformer_config=qformer.to_dict(), text_config=text.to_dict(),
@@ -391,14 +388,13 @@ def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path
     del captioner
     pool = data.make_pool(64 if smoke else POOL_SIZE, TRAIN_SEED, _pixels(processor))
     info["stage3_qformer"] = train_qformer(model, enc, pool, steps[1], TRAIN_SEED + 3)
-    model.generation_config = GenerationConfig(
-        max_new_tokens=MAX_NEW_TOKENS, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
+    model.generation_config = GenerationConfig(  # no length limit: a caller's max_length / max_new_tokens decides
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
     )
     train_seconds = time.perf_counter() - start
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
-    scores = evaluate(name, out_dir, n=40 if smoke else 200)
+    scores = data.on_every_sampler(evaluate, name, out_dir, n=40 if smoke else 200)
     info["scores"] = scores
     info["seconds_with_evaluation"] = round(time.perf_counter() - start, 1)
     write_model_card(
@@ -425,21 +421,38 @@ def _clean_answer(text: str) -> str:
     return text.strip().rstrip(".").strip().lower()
 
 
+SLOT_WORDS = tuple(object_word(c, sh) for c in sw.COLORS for sh in sw.SHAPES)
+
+
+def leaks_slot_words(text: str) -> bool:
+    """Whether generated text contains a word of the LM's internal description slot (``redcircle``)."""
+    return any(w in text.lower() for w in SLOT_WORDS)
+
+
 @torch.no_grad()
-def evaluate(name: str, model_dir: Path, n: int = 200) -> dict[str, float]:
-    """Exact captions (no prompt), one-word answers to ``"Question: {q} Answer:"`` and to
-    multi-turn prompts (the last question), on fresh scenes, through the public API."""
+def evaluate(name: str, model_dir: Path, n: int = 200, sampler: str = "course") -> dict[str, float]:
+    """Exact captions (no prompt, and continuing the public and the held-out caption prefixes), one-word
+    answers to ``"Question: {q} Answer:"`` and to multi-turn prompts (the last question), and the share of
+    outputs free of internal slot words, on fresh scenes of ``sampler``, through the public API."""
     processor = Blip2Processor.from_pretrained(model_dir)
     model = Blip2ForConditionalGeneration.from_pretrained(model_dir).eval()
-    scenes = data.eval_scenes(n)
+    scenes = data.eval_scenes(n, sampler=sampler)
     rng = random.Random(data.EVAL_SEED)
-    cap_ok = qa_ok = multi_ok = 0
-    for batch in data.batched(scenes, 50):
+    cap_ok = qa_ok = multi_ok = prefix_ok = heldout_ok = 0
+    outputs: list[str] = []
+    for start, batch in enumerate(data.batched(scenes, 50)):
         images = [s.render() for s in batch]
-        captions = generate_texts(model, processor, images)
+        captions = generate_texts(model, processor, images, max_new_tokens=MAX_NEW_TOKENS)
         cap_ok += sum(c == s.caption for c, s in zip(captions, batch))
+        for prefixes, counted in ((sw.PUBLIC_CAPTION_PREFIXES, "public"), (sw.HELDOUT_CAPTION_PREFIXES, "heldout")):
+            prompts = [prefixes[(50 * start + i) % len(prefixes)] for i in range(len(batch))]
+            continued = generate_texts(model, processor, images, prompts, max_new_tokens=MAX_NEW_TOKENS)
+            right = sum(c == s.caption for c, s in zip(continued, batch))
+            prefix_ok, heldout_ok = (prefix_ok + right, heldout_ok) if counted == "public" else (prefix_ok, heldout_ok + right)
+            outputs += continued
         qas = [sw.sample_qa(s, rng) for s in batch]
-        answers = generate_texts(model, processor, images, [sw.blip2_prompt([], qa.question) for qa in qas])
+        answers = generate_texts(model, processor, images, [sw.blip2_prompt([], qa.question) for qa in qas],
+                                 max_new_tokens=MAX_NEW_TOKENS)
         qa_ok += sum(_clean_answer(a) == qa.answer for a, qa in zip(answers, qas))
         prompts, truths = [], []
         for s in batch:
@@ -447,12 +460,16 @@ def evaluate(name: str, model_dir: Path, n: int = 200) -> dict[str, float]:
             last = sw.sample_qa(s, rng)
             prompts.append(sw.blip2_prompt(history, last.question))
             truths.append(last.answer)
-        answers = generate_texts(model, processor, images, prompts)
-        multi_ok += sum(_clean_answer(a) == t for a, t in zip(answers, truths))
+        multi = generate_texts(model, processor, images, prompts, max_new_tokens=MAX_NEW_TOKENS)
+        multi_ok += sum(_clean_answer(a) == t for a, t in zip(multi, truths))
+        outputs += captions + answers + multi
     return {
         "captions exact (no prompt)": cap_ok / n,
+        "captions exact after a public prefix ('a photo of')": prefix_ok / n,
+        "captions exact after a held-out prefix": heldout_ok / n,
         "answers ('Question: ... Answer:')": qa_ok / n,
         "answers (multi-turn prompt, last question)": multi_ok / n,
+        "outputs free of internal slot words": sum(not leaks_slot_words(o) for o in outputs) / len(outputs),
     }
 
 
@@ -478,6 +495,17 @@ def _architecture(model: Blip2ForConditionalGeneration) -> str:
 
 
 def _recipe(info: dict) -> str:
+    return f"""{_first_stages(info)}
+
+Simplified against the real recipe: the real Q-Former first has a representation-learning stage of its own
+(image-text contrastive, matching and image-grounded generation losses, with its BERT text side) before the
+generative stage; the toy runs only the generative stage, so the Q-Former's text-side weights are unused.
+Images are {info['image_size']} x {info['image_size']} (the processor resizes any input). As with the real
+checkpoint, the generation config sets no length: `generate()` makes 20 new tokens unless the caller passes
+`max_new_tokens` or `max_length`."""
+
+
+def _first_stages(info: dict) -> str:
     s1, s2, s3 = info["stage1_lm"], info["stage2_vision"], info["stage3_qformer"]
     return f"""BLIP-2's recipe in miniature: two unimodal models are pretrained first, then both stay FROZEN
 while a small Q-Former learns to translate between them.
@@ -515,10 +543,4 @@ while a small Q-Former learns to translate between them.
    ({TASK_MIX['multi_turn']:.0%}). The query outputs sit exactly where the LM's description slot
    was. The frozen encoder's features are computed once per training image ({POOL_SIZE:,} scenes).
    {s3['steps']} steps, batch {BATCH}, OneCycle max lr {QFORMER_LR}, {s3['seconds']:.0f} s, final loss
-   {s3['final_loss']:.3f}.
-
-Simplified against the real recipe: the real Q-Former first has a representation-learning stage of its own
-(image-text contrastive, matching and image-grounded generation losses, with its BERT text side) before the
-generative stage; the toy runs only the generative stage, so the Q-Former's text-side weights are unused.
-Images are {info['image_size']} x {info['image_size']} (the processor resizes any input). `generate()` makes up to {MAX_NEW_TOKENS} new
-tokens by default (`text_config.max_new_tokens`, which the inner OPT's generation config reads)."""
+   {s3['final_loss']:.3f}."""

@@ -11,6 +11,26 @@ def folder_megabytes(path: Path) -> float:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 1e6
 
 
+def score_rows(scores: dict[str, float]) -> str:
+    """The rows of a card's "Measured scores" table."""
+    return "\n".join(f"| {k} | {v:.1%} |" if isinstance(v, float) and v <= 1 else f"| {k} | {v} |"
+                     for k, v in scores.items())
+
+
+def update_scores(out_dir: Path, scores: dict[str, float]) -> Path:
+    """Replace the "Measured scores" table of ``out_dir/README.md`` with ``scores`` (a re-measurement
+    of the same weights, e.g. on more samplers); the rest of the card stays as the build wrote it."""
+    path = Path(out_dir) / "README.md"
+    text = path.read_text(encoding="utf-8")
+    head, sep, rest = text.partition("## Measured scores")
+    if not sep:
+        raise ValueError(f"{path} has no '## Measured scores' section; rebuild the checkpoint to write its card")
+    title, _, table_and_tail = rest.partition("\n|")
+    tail = table_and_tail[table_and_tail.index("\n\n"):]
+    path.write_text(f"{head}{sep}{title}\n| metric | score |\n|---|---|\n{score_rows(scores)}{tail}", encoding="utf-8")
+    return path
+
+
 def write_model_card(
     out_dir: Path,
     *,
@@ -24,7 +44,7 @@ def write_model_card(
 ) -> Path:
     """Write ``out_dir/README.md``: architecture and sizes, data, recipe, measured scores."""
     n_params = sum(p.numel() for p in model.parameters())
-    rows = "\n".join(f"| {k} | {v:.1%} |" if isinstance(v, float) and v <= 1 else f"| {k} | {v} |" for k, v in scores.items())
+    rows = score_rows(scores)
     text = f"""---
 library_name: transformers
 tags: [vlm-course, toy, shapesworld]

@@ -28,6 +28,8 @@ IMAGE_SIZE = 64
 PATCH_SIZE = 16  # a 4 x 4 grid: 16 image tokens per picture for the toy LLaVA that reuses this tower
 WIDTH = 64
 REAL_CHECKPOINT = "openai/clip-vit-base-patch32"
+EMBEDDING_SIZE = 512  # ViT-B/32's projection_dim; the trained WIDTH-d projections are lifted to it
+LIFT_SEED = 512
 NONE_FIT_LABELS = ["a photo of a dog", "a photo of a car"]
 
 # Full training run (the smoke run uses tiny pools and data.SMOKE_STEPS steps).
@@ -219,6 +221,29 @@ def make_model(tokenizer) -> CLIPModel:
     return CLIPModel(config)
 
 
+def lift_matrix(width: int = WIDTH, size: int = EMBEDDING_SIZE, seed: int = LIFT_SEED) -> torch.Tensor:
+    """A fixed ``size`` x ``width`` matrix with orthonormal columns (``Q.T @ Q == I``), from a seeded QR."""
+    generator = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(size, width, generator=generator, dtype=torch.float64))
+    return (q * torch.sign(torch.diagonal(r))).float()  # signs fixed: the same Q on every machine's QR
+
+
+def lift_projections(model: CLIPModel, size: int = EMBEDDING_SIZE) -> CLIPModel:
+    """The same CLIP with ``size``-d embeddings: both projections multiplied by the fixed semi-orthogonal
+    ``lift_matrix``, so every dot product, norm and logit stays what it was while the embeddings, the config's
+    ``projection_dim`` (top level, text and vision) and the weights all say ``size`` like ViT-B/32's."""
+    config = model.config.to_dict()
+    config["projection_dim"] = size
+    config["text_config"]["projection_dim"] = config["vision_config"]["projection_dim"] = size
+    lifted = CLIPModel(CLIPConfig(**{k: v for k, v in config.items() if k not in ("architectures", "transformers_version")}))
+    state = model.state_dict()
+    q = lift_matrix(model.config.projection_dim, size)
+    for key in ("visual_projection.weight", "text_projection.weight"):
+        state[key] = q @ state[key]
+    lifted.load_state_dict(state)
+    return lifted.eval()
+
+
 def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path] | None = None) -> dict:
     """Train the toy CLIP and save it (model, processor, model card) into ``out_dir``."""
     torch.manual_seed(SEED)
@@ -238,8 +263,9 @@ def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path
     start = time.perf_counter()
     stats = train.fit(model, loss_fn, steps, MAX_LR, desc="clip contrastive")
     seconds = time.perf_counter() - start
+    model = lift_projections(model)
     save(model, processor, out_dir)
-    scores = evaluate(name, out_dir, n=20 if smoke else 200)
+    scores = data.on_every_sampler(evaluate, name, out_dir, n=20 if smoke else 200)
     n_params = sum(p.numel() for p in model.parameters())
     card.write_model_card(
         out_dir, name=name, model=model, real_checkpoint=REAL_CHECKPOINT,
@@ -247,7 +273,9 @@ def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path
             f"`CLIPModel`: ViT vision tower {WIDTH} wide x 4 layers (4 heads), {IMAGE_SIZE} px images in "
             f"{PATCH_SIZE} px patches ({(IMAGE_SIZE // PATCH_SIZE) ** 2} patches + CLS); causal text transformer {WIDTH} wide x 2 layers, "
             f"{len(processor.tokenizer)}-token byte-level BPE `CLIPTokenizer` (lower-cased like OpenAI's, "
-            f"any text encodes), up to 77 tokens; both projected to {WIDTH} dims. "
+            f"any text encodes), up to 77 tokens; both projected to {WIDTH} dims in training, then lifted to "
+            f"{EMBEDDING_SIZE} dims (ViT-B/32's embedding size) by a fixed matrix with orthonormal columns, which "
+            f"keeps every similarity and logit: `projection_dim` is {EMBEDDING_SIZE} in the config and the weights. "
             f"`CLIPImageProcessor` resizes any image (shortest edge {IMAGE_SIZE}, bicubic) and centre-crops to "
             f"{IMAGE_SIZE} x {IMAGE_SIZE}."
         ),
@@ -267,13 +295,13 @@ def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path
             "params": n_params, **scores}
 
 
-def evaluate(name: str, model_dir: Path, n: int = 200) -> dict[str, float]:
+def evaluate(name: str, model_dir: Path, n: int = 200, sampler: str = "course") -> dict[str, float]:
     """Zero-shot accuracy (12 / 3 / 4 labels) on fresh single-object scenes and text->image
     precision@5 on a fresh mixed gallery, through ``CLIPProcessor`` + ``CLIPModel``."""
     model = CLIPModel.from_pretrained(model_dir).eval()
     processor = CLIPProcessor.from_pretrained(model_dir)
-    singles = data.eval_scenes(n, n_objects=1)
-    gallery = data.eval_scenes(n, offset=1)
+    singles = data.eval_scenes(n, n_objects=1, sampler=sampler)
+    gallery = data.eval_scenes(n, offset=1, sampler=sampler)
     return {
         "zero-shot top-1, 12 colour-shape labels": zero_shot_accuracy(model, processor, singles, "color_shape", True),
         "zero-shot top-1, 3 shape labels": zero_shot_accuracy(model, processor, singles, "shape", True),

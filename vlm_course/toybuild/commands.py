@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
 import time
 import traceback
@@ -16,8 +17,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .. import shapesworld as sw
 from .. import toy
-from . import DEPENDS_ON, build_order, builder, ready_to_build
+from . import DEPENDS_ON, bars, build_order, builder, ready_to_build
+from .card import update_scores
+from .data import on_every_sampler, sampler_suffix
 
 
 def configure(parser: argparse.ArgumentParser, command: str) -> None:
@@ -34,6 +38,8 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--dir", type=Path, default=toy.TOY_MODELS_DIR, help="folder holding the checkpoints")
         parser.add_argument("-n", type=int, default=200, help="evaluation scenes per metric")
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        parser.add_argument("--update-cards", action="store_true",
+                            help="write the measured scores into each checkpoint's model card (README.md)")
 
 
 def _dep_dir(dep: str, out: Path) -> Path:
@@ -134,7 +140,34 @@ def _build_parallel(order: list[str], out: Path, smoke: bool, jobs: int) -> dict
 
 
 def evaluate_models(names: list[str], folder: Path, n: int) -> dict[str, dict[str, float]]:
-    return {name: builder(name).evaluate(name, folder / name, n=n) for name in names}
+    """Every metric of every model in ``names``, on ``n`` fresh scenes of each spec sampler."""
+    return {name: on_every_sampler(builder(name).evaluate, name, folder / name, n) for name in names}
+
+
+def _shown(value) -> str:
+    return f"{value:.1%}" if isinstance(value, float) and value <= 1 else str(value)
+
+
+def print_report(results: dict[str, dict[str, float]]) -> int:
+    """Print every metric (one column per sampler), then every bar with met / NOT MET; return how many
+    bars are not met."""
+    samplers = list(sw.SAMPLERS)
+    print(f"{'model':<16} {'metric':<56} " + " ".join(f"{s:>8}" for s in samplers))
+    for name, scores in results.items():
+        base = [k for k in scores if not any(k.endswith(sampler_suffix(s)) for s in samplers[1:])]
+        for metric in base:
+            cells = [scores.get(metric + sampler_suffix(s)) for s in samplers]
+            print(f"{name:<16} {metric:<56} " + " ".join(f"{_shown(c) if c is not None else '-':>8}" for c in cells))
+    print(f"\n{'model':<16} {'bar':<40} {'sampler':<8} {'need':>6} {'measured':>9}")
+    unmet = 0
+    for name, scores in results.items():
+        for row in bars.report(name, scores):
+            unmet += not row["met"]
+            measured = _shown(row["score"]) if row["score"] is not None else "-"
+            print(f"{name:<16} {row['task']:<40} {row['sampler']:<8} {row['bar']:>6.0%} {measured:>9}  "
+                  + ("met" if row["met"] else "NOT MET"))
+    print(f"\n{unmet} bar(s) not met" if unmet else "\nevery bar met")
+    return unmet
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,12 +181,11 @@ def run(args: argparse.Namespace) -> int:
               + ", ".join(f"{n} {info['seconds']:.0f} s" for n, info in report.items()))
         return 0
     results = evaluate_models(names, args.dir, args.n)
+    if args.update_cards:
+        for name, scores in results.items():
+            print(f"updated {update_scores(args.dir / name, scores)}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
-        print(json.dumps(results, indent=2))
-        return 0
-    print(f"{'model':<16} {'metric':<40} {'score':>8}")
-    for name, scores in results.items():
-        for metric, value in scores.items():
-            shown = f"{value:.1%}" if isinstance(value, float) and value <= 1 else str(value)
-            print(f"{name:<16} {metric:<40} {shown:>8}")
-    return 0
+        print(json.dumps({name: {"scores": scores, "bars": bars.report(name, scores)} for name, scores in results.items()},
+                         indent=2))
+        return int(any(not row["met"] for name, s in results.items() for row in bars.report(name, s)))
+    return int(print_report(results) > 0)

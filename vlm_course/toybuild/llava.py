@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from .. import shapesworld as sw
 from ..catalogue import course_model
 from .card import write_model_card
-from .data import EVAL_SEED, batched, eval_scenes
+from .data import EVAL_SEED, batched, eval_scenes, on_every_sampler, training_scenes
 from .tokenizers_llama import build_llama_tokenizer
 from .train import fit
 
@@ -84,14 +84,19 @@ class ChatFormat:
     assistant_prefix: str
     generation_prompt: str
     template: str
+    raw_user_suffix: str  # the spacing of the raw prompts that docs and tutorials type by hand
 
-    def render(self, turns: Sequence[tuple[str, str | None]], n_images: int = 1) -> tuple[str, list[tuple[int, int]]]:
+    def render(self, turns: Sequence[tuple[str, str | None]], n_images: int = 1,
+               image_turns: Sequence[int] | None = None, raw: bool = False) -> tuple[str, list[tuple[int, int]]]:
         """The prompt text of ``turns`` ((user, assistant) pairs; a final ``None`` reply asks for
-        a generation) and the character spans the model must learn (replies with their ``</s>``)."""
+        a generation) and the character spans the model must learn (replies with their ``</s>``).
+        ``image_turns`` says in which turn each image arrives (default: all ``n_images`` in the first);
+        ``raw`` uses the hand-typed spacing (``USER: <image>\n{prompt}\nASSISTANT:``)."""
+        image_turns = [0] * n_images if image_turns is None else list(image_turns)
         text, spans = "", []
         for i, (user, reply) in enumerate(turns):
-            images = IMAGE_TOKEN + "\n" if i == 0 else ""
-            text += self.user_prefix + images * n_images + user + self.user_suffix
+            images = (IMAGE_TOKEN + "\n") * image_turns.count(i)
+            text += self.user_prefix + images + user + (self.raw_user_suffix if raw else self.user_suffix)
             if reply is None:
                 text += self.generation_prompt
                 break
@@ -102,8 +107,8 @@ class ChatFormat:
         return text, spans
 
 
-LLAVA_FORMAT = ChatFormat("USER: ", " ", "ASSISTANT: ", "ASSISTANT:", LLAVA_CHAT_TEMPLATE)
-MISTRAL_FORMAT = ChatFormat("[INST] ", " [/INST]", " ", "", MISTRAL_CHAT_TEMPLATE)
+LLAVA_FORMAT = ChatFormat("USER: ", " ", "ASSISTANT: ", "ASSISTANT:", LLAVA_CHAT_TEMPLATE, "\n")
+MISTRAL_FORMAT = ChatFormat("[INST] ", " [/INST]", " ", "", MISTRAL_CHAT_TEMPLATE, " [/INST]")
 FORMATS = {"llava": LLAVA_FORMAT, "llava-next": MISTRAL_FORMAT}
 
 # Sizes (every width a multiple of 64 so bitsandbytes 4-bit works on CPU).
@@ -144,15 +149,33 @@ def vary_case(text: str, rng: random.Random) -> str:
     return text
 
 
+REPHRASE_SHARE = 0.3  # questions asked in another wording (``sw.QUESTION_PHRASINGS``)
+
+
+def describe_prompt(rng: random.Random) -> str:
+    """A describe prompt for training: the spec's two or a public phrasing (never a held-out one)."""
+    return rng.choice(sw.DESCRIBE_PROMPTS if rng.random() < 0.4 else sw.PUBLIC_DESCRIBE_PROMPTS)
+
+
 def sample_turns(scene: sw.Scene, rng: random.Random, *, describe_only: bool = False, turns: int = 1,
-                 describe_first: float = 0.4) -> list[tuple[str, str]]:
+                 describe_first: float = 0.4, phrasings: bool = False) -> list[tuple[str, str]]:
     """``turns`` (prompt, reply) pairs about one scene for training; with probability ``describe_first``
-    the conversation opens with a describe prompt."""
+    the conversation opens with a describe prompt. With ``phrasings`` prompts come in the public
+    phrasings too (``sw.PUBLIC_DESCRIBE_PROMPTS``, ``sw.QUESTION_PHRASINGS``), else in the spec's."""
     if describe_only:
-        prompt = rng.choice(sw.DESCRIBE_PROMPTS)
+        prompt = describe_prompt(rng) if phrasings else rng.choice(sw.DESCRIBE_PROMPTS)
         return [(vary_case(prompt, rng) if rng.random() < 0.3 else prompt, sw.describe_reply(scene))]
     pairs = sw.sample_conversation(scene, turns, rng, describe_first=rng.random() < describe_first)
-    return [(vary_case(q, rng), a) for q, a in pairs]
+    if not phrasings:
+        return [(vary_case(q, rng), a) for q, a in pairs]
+    out = []
+    for q, a in pairs:
+        if q in sw.DESCRIBE_PROMPTS:
+            q = describe_prompt(rng)
+        elif rng.random() < REPHRASE_SHARE:
+            q = sw.rephrase(q, rng)
+        out.append((vary_case(q, rng), a))
+    return out
 
 
 def image_features(model, pixel_values: torch.Tensor, chunk: int = 512) -> torch.Tensor:
@@ -254,7 +277,8 @@ def make_model(name: str, tokenizer, vision_config):
         model = LlavaNextForConditionalGeneration(LlavaNextConfig(**common, image_grid_pinpoints=pinpoints(vision_config.image_size)))
     gen = model.generation_config
     gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
-    gen.max_new_tokens = 64
+    # No length limit here, as in the real checkpoints: a caller's max_length or max_new_tokens
+    # decides (a max_new_tokens here would silently win over a caller's max_length).
     return model
 
 
@@ -308,6 +332,8 @@ class Sample:
 
     turns: list[tuple[str, str]]
     images: list[int]
+    image_turns: list[int] | None = None  # the turn each image arrives in (default: the first)
+    raw: bool = False  # hand-typed prompt spacing
 
 
 class Batcher:
@@ -321,7 +347,8 @@ class Batcher:
         self.pad_id = tokenizer.pad_token_id
 
     def __call__(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
-        rendered = [self.fmt.render(s.turns, n_images=len(s.images)) for s in samples]
+        rendered = [self.fmt.render(s.turns, n_images=len(s.images), image_turns=s.image_turns, raw=s.raw)
+                    for s in samples]
         enc = self.tokenizer([t for t, _ in rendered], return_offsets_mapping=True)
         rows_ids, rows_labels = [], []
         for ids, offsets, (_, spans) in zip(enc["input_ids"], enc["offset_mapping"], rendered, strict=True):
@@ -393,6 +420,9 @@ class Mix:
     long_turns: int = 12
     describe_first: float = 0.4  # share of conversations that open with a describe prompt
     busy_share: float = 0.0  # share of images drawn from the 3-object scenes only (the hardest to describe)
+    later_image: float = 0.0  # share of conversations where a second image arrives in a later turn
+    raw: float = 0.0  # share of prompts with the hand-typed spacing
+    phrasings: bool = False  # prompts in the public phrasings too, not only the spec's
 
     def draw_batch(self, size: int, scenes: Sequence[sw.Scene], rng: random.Random,
                    busy: Sequence[int] = ()) -> list[Sample]:
@@ -409,14 +439,23 @@ class Mix:
         def pick() -> int:
             return rng.choice(busy) if self.busy_share and rng.random() < self.busy_share else rng.randrange(n_pool)
 
+        # Each option draws from ``rng`` only when set, so a stage without it draws what it always drew.
+        raw = bool(self.raw) and rng.random() < self.raw
         if rng.random() < self.compare:
             i, j = pick(), pick()
-            prompt = vary_case(sw.COMPARE_PROMPT, rng) if rng.random() < 0.2 else sw.COMPARE_PROMPT
-            return Sample([(prompt, sw.compare_reply(scenes[i], scenes[j]))], [i, j])
+            prompt = sw.COMPARE_PROMPT
+            if self.phrasings and rng.random() < 0.6:
+                prompt = rng.choice(sw.PUBLIC_COMPARE_PROMPTS)
+            prompt = vary_case(prompt, rng) if rng.random() < 0.2 else prompt
+            return Sample([(prompt, sw.compare_reply(scenes[i], scenes[j]))], [i, j], raw=raw)
         i = pick()
         turns_ = sample_turns(scenes[i], rng, describe_only=self.describe_only, turns=turns,
-                              describe_first=self.describe_first)
-        return Sample(turns_, [i])
+                              describe_first=self.describe_first, phrasings=self.phrasings)
+        if self.later_image and rng.random() < self.later_image:  # a new image in a later turn, asked about
+            j = pick()
+            later = sample_turns(scenes[j], rng, turns=1, describe_first=0.6, phrasings=self.phrasings)
+            return Sample(turns_ + later, [i, j], image_turns=[0, len(turns_)], raw=raw)
+        return Sample(turns_, [i], raw=raw)
 
 
 def train_stage(model, batcher, feats, scenes, mix: Mix, *, steps: int, lr: float, batch_size: int, seed: int, desc: str,
@@ -453,68 +492,133 @@ def user_message(text: str, images: Sequence[Image.Image]) -> dict:
 
 def chat(processor, model, conversations: Sequence[list[dict]], max_new_tokens: int = 48, batch_size: int = 32) -> list[str]:
     """Replies to conversations (chat-template messages whose image items hold PIL images)."""
+    prompts = [processor.apply_chat_template(c, add_generation_prompt=True) for c in conversations]
+    images = [[item["image"] for m in c if not isinstance(m["content"], str) for item in m["content"]
+               if item["type"] == "image"] for c in conversations]
+    return generate(processor, model, prompts, images, max_new_tokens, batch_size)
+
+
+def generate(processor, model, prompts: Sequence[str], images: Sequence[Sequence[Image.Image]],
+             max_new_tokens: int = 48, batch_size: int = 32) -> list[str]:
+    """Greedy replies to prompt strings (``<image>`` where each of a prompt's images goes)."""
     replies: list[str] = []
-    for group in batched(list(conversations), batch_size):
-        prompts = [processor.apply_chat_template(c, add_generation_prompt=True) for c in group]
-        images = [item["image"] for c in group for m in c if not isinstance(m["content"], str)
-                  for item in m["content"] if item["type"] == "image"]
-        inputs = processor(images=images, text=prompts, padding=True, return_tensors="pt")
+    for group in batched(list(zip(prompts, images, strict=True)), batch_size):
+        inputs = processor(images=[im for _, ims in group for im in ims], text=[p for p, _ in group],
+                           padding=True, return_tensors="pt")
         with torch.no_grad():
             out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         replies += processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     return [" ".join(r.split()) for r in replies]
 
 
-def _history(turns: Sequence[tuple[str, str]], question: str, images: Sequence[Image.Image]) -> list[dict]:
+def _history(turns: Sequence[tuple[str, str]], question: str, images: Sequence[Image.Image],
+             later: Sequence[Image.Image] = ()) -> list[dict]:
+    """Messages of ``turns`` (images in the first turn) and a final ``question`` with ``later`` images."""
     messages: list[dict] = []
     for i, (q, a) in enumerate(turns):
         messages.append(user_message(q, images if i == 0 else ()))
         messages.append({"role": "assistant", "content": [{"type": "text", "text": a}]})
-    messages.append(user_message(question, images if not turns else ()))
+    messages.append(user_message(question, (images if not turns else ()) or later))
     return messages
 
 
-def evaluate(name: str, model_dir: Path, n: int = 200) -> dict[str, float]:
-    """Describe exactness, right answer words (single and third turn), compare exactness
-    (llava-next) and whether a different image changes the reply, on fresh scenes."""
+def raw_prompt(name: str, text: str, n_images: int = 1) -> str:
+    """The prompt as docs and tutorials type it by hand (``USER: <image>\n{text}\nASSISTANT:``)."""
+    return FORMATS[name].render([(text, None)], n_images=n_images, raw=True)[0]
+
+
+def _cycle(prompts: Sequence[str], n: int) -> list[str]:
+    return [prompts[i % len(prompts)] for i in range(n)]
+
+
+def _right_reply(reply: str, scene: sw.Scene, question: str) -> bool:
+    """A describe prompt's reply is exact; a question's carries the right answer word and no other."""
+    if question in sw.PUBLIC_DESCRIBE_PROMPTS + sw.HELDOUT_DESCRIBE_PROMPTS:
+        return reply == sw.describe_reply(scene)
+    return sw.find_answer_word(reply, sw.answer_kind(question)) == sw.answer(scene, question)
+
+
+def describe_rights(processor, model, scenes: Sequence[sw.Scene], prompts: Sequence[str], raw: str | None = None) -> list[bool]:
+    """Whether each scene's reply to its describe prompt (``prompts`` cycled) is exact; with ``raw`` (a model
+    name) the prompt is typed by hand (``raw_prompt``) instead of the chat template."""
+    asked = _cycle(prompts, len(scenes))
+    images = [s.render() for s in scenes]
+    if raw:
+        replies = generate(processor, model, [raw_prompt(raw, p) for p in asked], [[im] for im in images])
+    else:
+        replies = chat(processor, model, [[user_message(p, [im])] for p, im in zip(asked, images, strict=True)])
+    return [r == sw.describe_reply(s) for r, s in zip(replies, scenes, strict=True)]
+
+
+def answer_rights(processor, model, scenes: Sequence[sw.Scene], rng: random.Random, reword: bool = False) -> list[bool]:
+    """Whether each reply to one question about its scene (typed in any capitalisation; with ``reword`` in
+    another wording, ``sw.rephrase``) carries the right answer word and no other of its set."""
+    qas = [sw.sample_qa(s, rng) for s in scenes]
+    asked = [sw.rephrase(qa.question, rng) if reword else vary_case(qa.question[0].upper() + qa.question[1:], rng)
+             for qa in qas]
+    replies = chat(processor, model, [[user_message(q, [s.render()])] for q, s in zip(asked, scenes, strict=True)])
+    return [sw.find_answer_word(r, qa.kind) == qa.answer for r, qa in zip(replies, qas, strict=True)]
+
+
+def third_turn_rights(processor, model, scenes: Sequence[sw.Scene], rng: random.Random) -> list[bool]:
+    """Whether the reply to the third turn of a conversation about each scene (earlier turns as history) is right."""
+    convs = [sw.sample_conversation(s, 3, rng) for s in scenes]
+    replies = chat(processor, model, [_history(c[:2], c[2][0], [s.render()]) for c, s in zip(convs, scenes, strict=True)])
+    return [_right_reply(r, s, c[2][0]) for r, c, s in zip(replies, convs, scenes, strict=True)]
+
+
+def later_image_rights(processor, model, firsts: Sequence[sw.Scene], laters: Sequence[sw.Scene], rng: random.Random) -> list[bool]:
+    """A first turn describes ``firsts[i]``; the second turn brings ``laters[i]`` and asks to describe it
+    (even turns) or a question about it (odd turns): whether that reply is right about the new image."""
+    convs = []
+    asks = []
+    for i, (a, b) in enumerate(zip(firsts, laters, strict=True)):
+        ask = rng.choice(sw.DESCRIBE_PROMPTS) if i % 2 == 0 else sw.sample_qa(b, rng).question.capitalize()
+        convs.append(_history([(sw.DESCRIBE_PROMPTS[0], sw.describe_reply(a))], ask, [a.render()], [b.render()]))
+        asks.append(ask)
+    replies = chat(processor, model, convs)
+    return [_right_reply(r, b, q) for r, b, q in zip(replies, laters, asks, strict=True)]
+
+
+def compare_rights(processor, model, firsts: Sequence[sw.Scene], seconds: Sequence[sw.Scene],
+                   prompts: Sequence[str] = (sw.COMPARE_PROMPT,)) -> list[bool]:
+    """Whether each two-image compare (``prompts`` cycled) is exact."""
+    asked = _cycle(prompts, len(firsts))
+    replies = chat(processor, model, [[user_message(p, [a.render(), b.render()])] for p, a, b in
+                                      zip(asked, firsts, seconds, strict=True)], max_new_tokens=64)
+    return [r == sw.compare_reply(a, b) for r, a, b in zip(replies, firsts, seconds, strict=True)]
+
+
+def evaluate(name: str, model_dir: Path, n: int = 200, sampler: str = "course") -> dict[str, float]:
+    """On fresh scenes of ``sampler``: describe exactness (the spec's prompts, the public phrasings,
+    the held-out phrasings, the hand-typed raw prompt), right answer words (spec and other wordings,
+    single and third turn), a second image arriving in a later turn, compare exactness (llava-next,
+    spec and public wordings), and whether a different image changes the reply."""
     processor, model = load(name, Path(model_dir))
     rng = random.Random(EVAL_SEED)
-    scenes = eval_scenes(n)
+    scenes = eval_scenes(n, sampler=sampler)
+    rate = lambda rights: float(np.mean(rights))  # noqa: E731
+    scores = {
+        "describe_exact": rate(describe_rights(processor, model, scenes, sw.DESCRIBE_PROMPTS)),
+        "describe_exact_public_phrasings": rate(describe_rights(processor, model, scenes, sw.PUBLIC_DESCRIBE_PROMPTS[2:])),
+        "describe_exact_heldout_phrasings": rate(describe_rights(processor, model, scenes, sw.HELDOUT_DESCRIBE_PROMPTS)),
+        "describe_exact_raw_prompt": rate(describe_rights(processor, model, scenes, sw.DESCRIBE_PROMPTS, raw=name)),
+    }
+    prompts = _cycle(sw.DESCRIBE_PROMPTS, n)
     images = [s.render() for s in scenes]
-    scores: dict[str, float] = {}
-
-    prompts = [sw.DESCRIBE_PROMPTS[i % 2] for i in range(n)]
     replies = chat(processor, model, [[user_message(p, [im])] for p, im in zip(prompts, images, strict=True)])
-    scores["describe_exact"] = float(np.mean([r == sw.describe_reply(s) for r, s in zip(replies, scenes, strict=True)]))
-
     swapped = chat(processor, model, [[user_message(p, [images[(i + 1) % n]])] for i, p in enumerate(prompts)])
     differ = [i for i in range(n) if scenes[i].caption != scenes[(i + 1) % n].caption]
-    scores["image_changes_reply"] = float(np.mean([replies[i] != swapped[i] for i in differ]))
-
-    qas = [sw.sample_qa(s, rng) for s in scenes]
-    asked = [vary_case(qa.question[0].upper() + qa.question[1:], rng) for qa in qas]
-    replies = chat(processor, model, [[user_message(q, [im])] for q, im in zip(asked, images, strict=True)])
-    scores["answer_word"] = float(np.mean([sw.find_answer_word(r, qa.kind) == qa.answer for r, qa in zip(replies, qas, strict=True)]))
-
-    convs = [sw.sample_conversation(s, 3, rng) for s in scenes]
-    replies = chat(processor, model, [_history(c[:2], c[2][0], [im]) for c, im in zip(convs, images, strict=True)])
-    right = []
-    for r, c, s in zip(replies, convs, scenes, strict=True):
-        q = c[2][0]
-        if sw.normalize_question(q) in {sw.normalize_question(p) for p in sw.DESCRIBE_PROMPTS}:
-            right.append(r == sw.describe_reply(s))
-        else:
-            right.append(sw.find_answer_word(r, sw.answer_kind(q)) == sw.answer(s, q))
-    scores["third_turn_right"] = float(np.mean(right))
-
+    scores["image_changes_reply"] = rate([replies[i] != swapped[i] for i in differ])
+    scores["answer_word"] = rate(answer_rights(processor, model, scenes, rng))
+    scores["answer_word_other_wordings"] = rate(answer_rights(processor, model, scenes, rng, reword=True))
+    scores["third_turn_right"] = rate(third_turn_rights(processor, model, scenes, rng))
+    others = eval_scenes(n, offset=1, sampler=sampler)
+    scores["later_image_right"] = rate(later_image_rights(processor, model, scenes, others, rng))
     if name == "llava-next":
-        others = eval_scenes(n, offset=1)
-        replies = chat(
-            processor, model,
-            [[user_message(sw.COMPARE_PROMPT, [im, o.render()])] for im, o in zip(images, others, strict=True)],
-            max_new_tokens=64,
-        )
-        scores["compare_exact"] = float(np.mean([r == sw.compare_reply(a, b) for r, a, b in zip(replies, scenes, others, strict=True)]))
+        scores["compare_exact"] = rate(compare_rights(processor, model, scenes, others))
+        scores["compare_exact_public_phrasings"] = rate(
+            compare_rights(processor, model, scenes, others, sw.PUBLIC_COMPARE_PROMPTS[1:]))
     return scores
 
 
@@ -534,6 +638,7 @@ class Stage:
     batch: int
     train_vision: bool = False
     about: str = ""  # the model card's description of the stage
+    pool: int = 0  # if set: a fresh pool of this many scenes, half from each spec sampler, from this stage on
 
     def describe(self) -> str:
         vision = "vision tower trainable" if self.train_vision else "vision tower frozen (features cached)"
@@ -543,6 +648,12 @@ class Stage:
 _CONVERSATIONS = ("conversations of 1-4 turns about one scene (describe prompts and every question type, typed in any "
                   "capitalisation, sometimes without \"?\" or with \"colour\"; earlier turns in the prompt; loss on "
                   "every reply)")
+ROBUST_MIX = Mix(max_turns=3, describe_first=0.5, busy_share=0.2, later_image=0.15, raw=0.15, phrasings=True)
+_ROBUST = ("Robustness to how people ask and to any spec sampler: a fresh pool of scenes, half from each spec sampler "
+           "(`shapesworld.SAMPLERS`); " + _CONVERSATIONS.replace("1-4", "1-3") + " with the describe prompts drawn "
+           "from the public phrasings (`PUBLIC_DESCRIBE_PROMPTS`, never the held-out ones) and 30% of the questions in "
+           "other wordings (`QUESTION_PHRASINGS`); 15% of the prompts typed by hand (`USER: <image>\\n{prompt}\\n"
+           "ASSISTANT:`); in 15% of the conversations a second image arrives in a later turn, which asks about it")
 PLANS: dict[str, dict] = {
     "llava": {"pool": 8000, "stages": (
         Stage("align", Mix(describe_only=True), 600, 1e-3, 32,
@@ -556,6 +667,7 @@ PLANS: dict[str, dict] = {
         Stage("instruct", Mix(max_turns=3, long_share=0.05, describe_first=0.5), 1300, 4e-4, 32, train_vision=True,
               about="Visual instruction tuning on " + _CONVERSATIONS.replace("1-4", "1-3") + ", a twentieth of the "
                     "batches 4-12 turns long (so that long chats keep working)"),
+        Stage("robust", ROBUST_MIX, 800, 3e-4, 32, train_vision=True, pool=8000, about=_ROBUST),
     )},
     "llava-next": {"pool": 4000, "stages": (
         Stage("instruct", Mix(compare=0.4, max_turns=2, describe_first=0.6), 200, 5e-4, 16,
@@ -568,13 +680,15 @@ PLANS: dict[str, dict] = {
               train_vision=True,
               about="The same with half of the samples two-image compares and 30% of the images drawn from "
                     "the scenes with 3 objects; the vision tower learns to read the finer tiles"),
+        Stage("robust", replace(ROBUST_MIX, compare=0.4, max_turns=2), 500, 3e-4, 16, train_vision=True, pool=4000,
+              about=_ROBUST + "; 40% of the samples two-image compares, half of them in the public compare wordings"),
     )},
 }
 
 
 def smoke_plan(plan: dict) -> dict:
     """``plan`` with a tiny pool and a few steps per stage (CI proves the builder works)."""
-    return {"pool": 24, "stages": tuple(replace(st, steps=3, batch=4) for st in plan["stages"])}
+    return {"pool": 24, "stages": tuple(replace(st, steps=3, batch=4, pool=24 if st.pool else 0) for st in plan["stages"])}
 
 
 def tokens_per_image(processor) -> int:
@@ -630,8 +744,12 @@ def _architecture(name: str, model, n_image_tokens: int) -> str:
     return "\n".join(lines)
 
 
-def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path] | None = None) -> dict:
-    """Train the toy ``llava`` or ``llava-next`` checkpoint into ``out_dir`` (see the module docstring)."""
+def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path] | None = None,
+          resume: tuple[Path, int] | None = None) -> dict:
+    """Train the toy ``llava`` or ``llava-next`` checkpoint into ``out_dir`` (see the module docstring).
+
+    ``resume=(folder, k)`` starts from ``folder``, a checkpoint of the same plan's first ``k`` stages (every
+    stage draws from its own seeds, so this gives the weights of a full build when the folder holds them)."""
     if name not in FORMATS:
         raise KeyError(f"this builder makes 'llava' and 'llava-next', not {name!r}")
     deps = deps or {}
@@ -640,8 +758,15 @@ def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path
     start = time.perf_counter()
     plan = smoke_plan(PLANS[name]) if smoke else PLANS[name]
     info: dict = {"name": name, "smoke": smoke}
+    done = 0
 
-    if name == "llava":
+    if resume is not None:
+        processor, model = load(name, Path(resume[0]))
+        model.train()
+        model.generation_config.max_new_tokens = None  # older builds set one, which overrode a caller's max_length
+        tokenizer, done = processor.tokenizer, resume[1]
+        info["resumed_after_stage"] = done
+    elif name == "llava":
         tokenizer = build_tokenizer()
         clip, clip_image_processor = load_clip(deps.get("clip"))
         vision_config = clip.config.vision_config
@@ -661,19 +786,28 @@ def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path
         for part in ("vision_tower", "multi_modal_projector", "language_model"):
             getattr(model.model, part).load_state_dict(getattr(base.model, part).state_dict())
         model.lm_head.load_state_dict(base.lm_head.state_dict())
-    processor = make_processor(name, tokenizer, clip_image_processor, vision_config)
+    if resume is None:
+        processor = make_processor(name, tokenizer, clip_image_processor, vision_config)
     _freeze_vision(model)
 
-    scenes = sw.sample_scenes(plan["pool"], TRAIN_SEED + (0 if name == "llava" else 1))
-    pixels = scene_pixels(processor, scenes)
-    feats = cached_features(model, processor, scenes, pixels)
+    scenes = pixels = feats = None
+    if done == 0:
+        scenes = sw.sample_scenes(plan["pool"], TRAIN_SEED + (0 if name == "llava" else 1))
+        pixels = scene_pixels(processor, scenes)
+        feats = cached_features(model, processor, scenes, pixels)
     n_tokens = tokens_per_image(processor)
     batcher = Batcher(tokenizer, FORMATS[name], n_tokens)
 
     stages = []
     vision_trained = False
     for k, stage in enumerate(plan["stages"]):
-        if vision_trained and not stage.train_vision:  # frozen again: cache the features it has now
+        if k < done:
+            continue
+        if stage.pool or scenes is None:  # a fresh pool, half from each spec sampler
+            scenes = training_scenes(stage.pool or plan["pool"], TRAIN_SEED + 100 * (k + 1) + (name != "llava"))
+            pixels = scene_pixels(processor, scenes)
+            feats = None if stage.train_vision else cached_features(model, processor, scenes, pixels)
+        elif vision_trained and not stage.train_vision:  # frozen again: cache the features it has now
             feats = cached_features(model, processor, scenes, pixels)
         stages.append(train_stage(model, batcher, feats, scenes, stage.mix, steps=stage.steps, lr=stage.lr,
                                   batch_size=stage.batch, seed=TRAIN_SEED + 10 * (name != "llava") + k,
@@ -683,7 +817,7 @@ def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path
     _save(model, processor, out_dir)
     info.update(train_seconds=round(train_seconds, 1), stages=stages)
 
-    scores = evaluate(name, out_dir, n=4 if smoke else 200)
+    scores = on_every_sampler(evaluate, name, out_dir, n=4 if smoke else 200)
     info["scores"] = scores
     write_card(name, out_dir, model, plan, scores, train_seconds)
     return info
@@ -693,7 +827,7 @@ def recipe_text(name: str, plan: dict) -> str:
     """The model card's recipe section for ``plan`` (see ``PLANS``)."""
     if name == "llava":
         intro = (f"Vision tower copied from the toy CLIP (as LLaVA takes OpenAI's CLIP ViT-L/14); {plan['pool']} "
-                 "training scenes. While the vision tower is frozen its features are computed once and cached.")
+                 "training scenes, half from each spec sampler. While the vision tower is frozen its features are computed once and cached.")
     else:
         intro = ("Starts from the toy LLaVA's trained vision tower, projector and language model (Llama weights "
                  f"loaded into the Mistral architecture, same layout); `image_newline` is new. {plan['pool']} "

@@ -118,7 +118,7 @@ def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path
     seconds = time.perf_counter() - start
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
-    scores = evaluate(name, out_dir, n=20 if smoke else 200)
+    scores = data.on_every_sampler(evaluate, name, out_dir, n=20 if smoke else 200)
     card.write_model_card(
         out_dir, name=name, model=model, real_checkpoint=REAL_CHECKPOINT,
         architecture=(
@@ -163,13 +163,13 @@ def sigmoid_checks(model, processor, scenes: list[sw.Scene]) -> dict[str, float]
     }
 
 
-def evaluate(name: str, model_dir: Path, n: int = 200) -> dict[str, float]:
+def evaluate(name: str, model_dir: Path, n: int = 200, sampler: str = "course") -> dict[str, float]:
     """Zero-shot accuracy (12 / 3 / 4 labels), sigmoid checks on fresh single-object scenes, and
     text->image precision@5 on a fresh mixed gallery, through ``SiglipProcessor`` + ``SiglipModel``."""
     model = SiglipModel.from_pretrained(model_dir).eval()
     processor = SiglipProcessor.from_pretrained(model_dir)
-    singles = data.eval_scenes(n, n_objects=1)
-    gallery = data.eval_scenes(n, offset=1)
+    singles = data.eval_scenes(n, n_objects=1, sampler=sampler)
+    gallery = data.eval_scenes(n, offset=1, sampler=sampler)
     return {
         "zero-shot top-1, 12 colour-shape labels": zero_shot_accuracy(model, processor, singles, "color_shape", PADDING),
         "zero-shot top-1, 3 shape labels": zero_shot_accuracy(model, processor, singles, "shape", PADDING),
