@@ -22,7 +22,7 @@ def graded(tmp_path_factory, hidden_tests):
     ctx["marker"] = marker
     sources = {k: v for k, v in hostile_sources(ctx).items() if k in ("good", "loop_import", "exit_import", "daemon")}
     # a chain deeper than recursive clean-up can remove, in its own folder (in process mode /tmp is the host's)
-    sources["deep_chain"] = {"image_search.py": "import os\nfor _ in range(3000):\n    os.mkdir('d')\n    os.chdir('d')\n"
+    sources["deep_chain"] = {"image_search.py": "import os\nfor _ in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\n"
                                                 + BROKEN_CLASS}
     paths = write_submissions(root / "subs", sources)
     paths.pop("good_zip")

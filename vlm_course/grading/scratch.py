@@ -121,13 +121,20 @@ def open_to_workers(root: Path, max_entries: int = 20000) -> int:
     return changed
 
 
+class RemovalError(OSError):
+    """A tree changed under ``remove_tree`` in a way that makes going on unsafe."""
+
+
 def remove_tree(path: Path) -> None:
     """Delete ``path`` and everything in it, however deep, without recursion or following links.
 
-    Sub-folders are emptied by renaming their entries up into the top folder (all renames stay
-    inside one file system), so a chain of thousands of nested folders costs no stack."""
+    It walks down one folder at a time through file descriptors (``O_NOFOLLOW``), deletes what it
+    finds, and climbs back through ``..`` only after checking that ``..`` is the very folder it came
+    from (device and inode), so a folder moved elsewhere meanwhile stops it instead of leading it
+    out of the tree. Only names are kept per level, so a chain of thousands of folders costs no
+    stack and few descriptors."""
     try:
-        top = os.open(path, DIR_FLAGS)
+        fd = os.open(path, DIR_FLAGS)
     except FileNotFoundError:
         return
     except OSError as exc:
@@ -135,45 +142,40 @@ def remove_tree(path: Path) -> None:
             os.unlink(path)
             return
         raise
-    counter = 0
+    trail: list[tuple[str, int, int]] = []  # (name of the folder we are in, device and inode of its parent)
     try:
         while True:
-            names = os.listdir(top)
-            if not names:
-                break
-            for name in names:
+            child = None
+            for name in os.listdir(fd):
                 try:
-                    st = os.stat(name, dir_fd=top, follow_symlinks=False)
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
                 except FileNotFoundError:
                     continue
                 if not stat.S_ISDIR(st.st_mode):
-                    os.unlink(name, dir_fd=top)
-                    continue
-                try:
-                    os.rmdir(name, dir_fd=top)
-                    continue
-                except OSError:
-                    pass
-                sub = os.open(name, DIR_FLAGS, dir_fd=top)
-                try:
-                    os.fchmod(sub, 0o700)  # a worker may have left it unwritable
-                    for inner in os.listdir(sub):
-                        counter = _free_name(top, counter)
-                        os.rename(inner, f".vlm-rm-{counter}", src_dir_fd=sub, dst_dir_fd=top)
-                finally:
-                    os.close(sub)
+                    os.unlink(name, dir_fd=fd)
+                elif child is None:
+                    child = name
+            if child is not None:
+                here = os.fstat(fd)
+                sub = os.open(child, DIR_FLAGS, dir_fd=fd)
+                os.fchmod(sub, 0o700)  # a worker may have left it unreadable or unwritable
+                os.close(fd)
+                fd = sub
+                trail.append((child, here.st_dev, here.st_ino))
+                continue
+            if not trail:
+                break
+            name, dev, ino = trail.pop()
+            parent = os.open("..", DIR_FLAGS, dir_fd=fd)
+            st = os.fstat(parent)
+            os.close(fd)
+            fd = parent
+            if (st.st_dev, st.st_ino) != (dev, ino):
+                raise RemovalError(errno.EBUSY, f"a folder in {path} was moved while it was being removed")
+            os.rmdir(name, dir_fd=fd)
     finally:
-        os.close(top)
+        os.close(fd)
     os.rmdir(path)
-
-
-def _free_name(dir_fd: int, counter: int) -> int:
-    while True:
-        counter += 1
-        try:
-            os.stat(f".vlm-rm-{counter}", dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return counter
 
 
 def nosymfollow_supported() -> bool:
