@@ -106,6 +106,18 @@ def test_framing_over_a_pipe():
     os.close(r)
 
 
+def test_output_buffers_keep_a_bounded_head_or_tail():
+    for tail in (False, True):
+        r, w = os.pipe()
+        buf = remote.OutputBuffer(r, 1000, tail=tail)
+        for i in range(200):
+            os.write(w, f"line {i:04d} ".encode() * 10)
+        os.close(w)
+        buf.thread.join(timeout=10)
+        assert len(buf.kept) == 1000 and buf.dropped == 200 * 100 - 1000
+        assert ("line 0199" in buf.text()) is tail and ("line 0000" in buf.text()) is not tail
+
+
 # ---- exceptions ---------------------------------------------------------------------------------------------
 
 
