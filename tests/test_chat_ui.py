@@ -207,3 +207,38 @@ def test_with_the_reference_chatbot_on_the_toy_llava():
     assert len(bot.history) == 2 and bot.last_stats["reused_tokens"] > 0
     ui.clear()
     assert bot.history == [] and bot.image is not None
+
+
+def test_enter_in_the_message_box_sends():
+    bot = FakeBot()
+    ui = ChatUI(bot)
+    ui.load_image(_png())
+    ui.message.value = "How many shapes are there?"
+    ui.message._handle_custom_msg({"event": "submit"}, [])  # what the browser sends on Enter
+    assert bot.history == [("How many shapes are there?", "You said How many shapes are there?.")]
+    assert ui.message.value == ""
+    ui.message._handle_custom_msg({"event": "focus"}, [])  # other events send nothing
+    assert len(bot.history) == 1
+
+
+def test_a_bad_upload_gets_advice_for_uploads():
+    ui = ChatUI(FakeBot())
+    ui._on_upload({"new": _upload_value(b"%PDF-1.7 not an image", "slides.pdf")})
+    assert ui.status_text == "⚠ slides.pdf: 이미지로 읽을 수 없는 파일입니다. PNG, JPEG, WebP 같은 이미지 파일을 올리세요."
+    for wrong in ("<bytes>", "link", "web page", "URL"):
+        assert wrong not in ui.status.value
+    ui._on_upload({"new": _upload_value(b"", "empty.png")})
+    assert ui.status_text.startswith("⚠ empty.png: 이미지로 읽을 수 없는 파일입니다")
+
+
+def test_a_bad_path_keeps_the_loaders_advice(tmp_path):
+    ui = ChatUI(FakeBot())
+    assert ui.load_image(str(tmp_path / "missing.png"), "missing.png") is False
+    assert "missing.png" in ui.status_text and "이미지로 읽을 수 없는 파일" not in ui.status_text
+
+
+def test_status_text_is_plain_text():
+    ui = ChatUI(FakeBot())
+    ui.load_image(_png(), "scene <1>.png")
+    assert ui.status_text == "새 이미지 scene <1>.png: 새 대화를 시작합니다."
+    assert "<b>" in ui.status.value and "&lt;1&gt;" in ui.status.value

@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import json
 import socket
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,6 +19,7 @@ from vlm_course import served
 from vlm_course import shapesworld as sw
 from vlm_course.profiles import resolve
 from vlm_course.serve import free_port
+from vlm_course.submission import import_file
 from vlm_course.toybuild.data import eval_scenes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,11 +140,7 @@ def test_wrong_model_name_and_wrong_path_are_explained(toy_llava_server, scene):
 @pytest.fixture(scope="module")
 def reference_chatbot():
     """``solutions/chatbot.py`` (the reference exercise 2) as a module."""
-    spec = importlib.util.spec_from_file_location("chatbot_reference_served", ROOT / "solutions" / "chatbot.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look the module up
-    spec.loader.exec_module(module)
-    return module
+    return import_file(ROOT / "solutions" / "chatbot.py", "chatbot_reference_served")
 
 
 def test_reference_chatbot_keeps_its_conversation_across_a_server_restart(toy_llava_server, reference_chatbot,

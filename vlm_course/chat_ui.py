@@ -6,6 +6,7 @@
 
 Everything the buttons do is a plain method (``load_image``, ``send``, ``clear``) and every
 widget is an attribute, so the UI is tested without a browser by calling the handlers directly.
+Enter in the message box sends, like the button. ``status_text`` is the status line as plain text.
 When the bot's ``chat`` accepts ``on_text=`` (the reference solution does), the reply streams
 into ``stream_output`` as it is generated; otherwise it appears when complete.
 """
@@ -15,12 +16,13 @@ from __future__ import annotations
 import html
 import inspect
 import io
+import re
 from typing import Any
 
 import ipywidgets as widgets
 from PIL import Image
 
-from .images import load_image
+from .images import ImageLoadError, ImageTooLargeError, load_image
 
 PREVIEW_SIZE = 160
 # Errors a user can cause (no image, empty message, unreadable file); others propagate.
@@ -45,6 +47,13 @@ def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
     if isinstance(value, dict):  # ipywidgets 7: {name: {"metadata": {...}, "content": bytes}}
         return [(name, bytes(item["content"])) for name, item in value.items()]
     return [(str(item.get("name", "upload")), bytes(item["content"])) for item in value]
+
+
+def upload_error(name: str, exc: ImageLoadError) -> str:
+    """What to tell a learner whose uploaded file is not a usable image (no advice about links or paths)."""
+    if isinstance(exc, ImageTooLargeError):
+        return f"{name}: 이미지가 너무 큽니다. 크기를 줄여서 다시 올리세요."
+    return f"{name}: 이미지로 읽을 수 없는 파일입니다. PNG, JPEG, WebP 같은 이미지 파일을 올리세요."
 
 
 def history_html(history: list[tuple[str, str]]) -> str:
@@ -89,7 +98,9 @@ class ChatUI:
         self.history = widgets.HTML(history_html([]))
         self.stream_output = widgets.Output(layout=widgets.Layout(min_height="1.5em"))
         self.status = widgets.HTML()
+        self.status_text = ""
         self.upload.observe(self._on_upload, names="value")
+        self.message.on_msg(self._on_message_event)  # the browser sends {"event": "submit"} on Enter
         self.send_button.on_click(self._on_send)
         self.clear_button.on_click(self._on_clear)
         self.widget = widgets.VBox([
@@ -111,6 +122,11 @@ class ChatUI:
         """Give the bot a new image (bytes, path or PIL image); True on success, else the error is shown."""
         try:
             image = load_image(source)
+        except ImageLoadError as exc:
+            uploaded = isinstance(source, (bytes, bytearray, memoryview))
+            self._error(upload_error(name, exc) if uploaded else str(exc))
+            return False
+        try:
             self.bot.set_image(image)
         except USER_ERRORS as exc:
             self._error(f"{name}: {exc}")
@@ -167,6 +183,10 @@ class ChatUI:
     def _on_send(self, _button=None) -> None:
         self.send()
 
+    def _on_message_event(self, _widget, content: dict, _buffers=None) -> None:
+        if isinstance(content, dict) and content.get("event") == "submit":
+            self.send()
+
     def _on_clear(self, _button=None) -> None:
         self.clear()
 
@@ -176,9 +196,12 @@ class ChatUI:
         self.history.value = history_html(list(getattr(self.bot, "history", [])))
 
     def _error(self, text: str) -> None:
-        self.status.value = f'<span style="color:#b91c1c">⚠ {html.escape(text)}</span>'
+        self.status_text = f"⚠ {text}"
+        self.status.value = f'<span style="color:#b91c1c">{html.escape(self.status_text)}</span>'
 
     def _info(self, text: str) -> None:
+        """``text`` may hold simple HTML (``<b>``); ``status_text`` gets it without the tags."""
+        self.status_text = html.unescape(re.sub(r"<[^>]+>", "", text))
         self.status.value = f'<span style="color:#555">{text}</span>'
 
 
