@@ -127,6 +127,22 @@ def bar_check():
 
 
 @pytest.fixture
+def matches_card(bar_check):
+    """``matches_card(model, metric, rights, sampler="course")``: ``bar_check`` of a sample against the model
+    card's measured figure (200 scenes): the shipped checkpoint still does what its card says."""
+
+    def check(model: str, metric: str, rights: list[bool], sampler: str = "course") -> None:
+        key = metric + data.sampler_suffix(sampler)
+        measured = bars.card_scores(toy.model_path(model)).get(key)
+        if measured is None:
+            raise AssertionError(f"the {model} model card has no {key!r} figure; run vlm-course eval-toy-models "
+                                 f"--only {model} --update-cards")
+        bar_check(rights, measured, f"{model} {key} (the card's {measured:.1%})")
+
+    return check
+
+
+@pytest.fixture
 def meets_bar(bar_check):
     """``meets_bar(model, metric, rights, sampler="course")``: ``bar_check`` of a sample against the course's
     bar for ``model``'s ``metric`` (bars.py), or against the model card's measured figure where that is below
