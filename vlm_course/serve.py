@@ -108,12 +108,12 @@ class ServerProcess:
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            proc = self._proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                                 stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise ServeError(f"`transformers serve` exited with code {self._proc.returncode} while starting:\n"
+            if proc.poll() is not None:
+                raise ServeError(f"`transformers serve` exited with code {proc.returncode} while starting:\n"
                                  f"{self.log_tail()}")
             if _healthy(self.host, self.port):
                 return self
