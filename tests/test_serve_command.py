@@ -57,3 +57,21 @@ def test_serve_answers_an_image_question_then_prints_the_learners_line(capsys):
 @pytest.fixture(autouse=True)
 def _toy(monkeypatch):
     monkeypatch.setenv("VLM_COURSE_PROFILE", "toy")
+
+
+def test_lab_server_doc_table_is_what_capacity_computes():
+    """docs/lab-server.md's learners-per-GPU table comes from vlm_course.serve.capacity."""
+    from pathlib import Path
+
+    from vlm_course.sizes.fit import gib
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "lab-server.md").read_text()
+    rows = re.findall(r"^\| (16 GB T4|80 GB A100) \((.+?)\) \| (\S+) \| (\w+) \| (.+?) \| (\d+) MiB \((\d+) tokens\) \| (\d+) \|$",
+                      doc, re.M)
+    assert len(rows) == 4
+    for gpu, usable, model, dtype, weights, per_learner, tokens, learners in rows:
+        machine = T4 if gpu == "16 GB T4" else A100
+        assert plan_load(model, "hub", machine).dtype_name == dtype
+        c = capacity(model, dtype, machine)
+        assert (usable, weights, int(per_learner), int(tokens), int(learners)) == (
+            gib(c.usable), gib(c.weights), round(c.per_learner / 2**20), c.tokens_per_learner, c.learners)

@@ -57,6 +57,14 @@ def _healthy(host: str, port: int, timeout: float = 2.0) -> bool:
     return head.startswith(b"HTTP/1.") and b" 200 " in head[:16]
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to send SIGTERM when the parent goes (no orphan servers)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 @dataclass
 class ServerProcess:
     """One ``transformers serve CHECKPOINT`` process on ``host:port`` (``extra`` = more CLI flags).
@@ -72,6 +80,7 @@ class ServerProcess:
     device: str = "cpu"
     log_path: Path | None = None
     env: dict[str, str] | None = None
+    die_with_parent: bool = False  # Linux: the server gets SIGTERM when the thread that started it ends
     _proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -108,8 +117,9 @@ class ServerProcess:
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         with open(self.log_path, "ab") as log:
-            proc = self._proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                                 stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            proc = self._proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True, preexec_fn=_die_with_parent if self.die_with_parent else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -164,11 +174,13 @@ _SHARED: dict[str, ServerProcess] = {}
 
 
 def shared_server(checkpoint: str, timeout: float = HEALTH_TIMEOUT_S) -> ServerProcess:
-    """One loopback server of ``checkpoint`` per Python process (tests), started on first use, restarted
-    if it was stopped, and stopped when the process exits. One torch thread: the toys are tiny."""
+    """One loopback server of ``checkpoint`` per Python process (tests, lesson demos), started on first
+    use, restarted if it was stopped, stopped when the process exits (or dies). One torch thread: the
+    toys are tiny. Call it from the main thread."""
     server = _SHARED.get(checkpoint)
     if server is None:
-        server = _SHARED[checkpoint] = ServerProcess(checkpoint, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        server = _SHARED[checkpoint] = ServerProcess(checkpoint, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                                                     die_with_parent=True)
         atexit.register(server.stop)
     return server.start(timeout=timeout)
 
