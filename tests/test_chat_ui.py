@@ -82,6 +82,7 @@ def test_upload_handler_sets_the_image_and_shows_a_preview():
     assert bot.image.size == (224, 224)
     preview = load_image(bytes(ui.preview.value))
     assert max(preview.size) == 160, "the preview is a 160 px thumbnail"
+    assert ui.preview.layout.display is None, "the preview shows once there is an image"
     assert "scene.png" in ui.status.value and "⚠" not in ui.status.value
 
 
@@ -100,7 +101,7 @@ def test_unreadable_upload_shows_the_error_and_keeps_the_state():
     assert ui.load_image(b"not an image at all", "notes.txt") is False
     assert bot.calls == [] and bot.image is None
     assert "⚠" in ui.status.value and "notes.txt" in ui.status.value
-    assert ui.preview.value == b""
+    assert ui.preview.value == b"" and ui.preview.layout.display == "none", "no broken-image icon"
 
 
 def test_send_before_an_image_shows_the_bots_error():

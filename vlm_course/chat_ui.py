@@ -90,7 +90,8 @@ class ChatUI:
         self.bot = bot
         self.stream = stream
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="이미지 올리기")
-        self.preview = widgets.Image(format="png", width=PREVIEW_SIZE)
+        # hidden until an image is loaded (an empty image shows as a broken-image icon)
+        self.preview = widgets.Image(format="png", width=PREVIEW_SIZE, layout=widgets.Layout(display="none"))
         self.message = widgets.Text(placeholder="이미지에 대해 물어보세요 (예: How many shapes are there?)",
                                     layout=widgets.Layout(width="60%"))
         self.send_button = widgets.Button(description="보내기", button_style="primary", icon="paper-plane")
@@ -132,6 +133,7 @@ class ChatUI:
             self._error(f"{name}: {exc}")
             return False
         self.preview.value = preview_png(image)
+        self.preview.layout.display = None
         self.stream_output.outputs = ()
         self._refresh()
         self._info(f"새 이미지 <b>{html.escape(name)}</b>: 새 대화를 시작합니다.")
