@@ -23,8 +23,7 @@ from vlm_course.sizes import specs
 from vlm_course.toybuild import data, llava
 
 N = 100  # scenes per quality metric (the model card measures 200)
-NAME = "llava-next"
-TOY = {"name": NAME, "model_class": LlavaNextForConditionalGeneration,
+TOY = {"name": "llava-next", "model_class": LlavaNextForConditionalGeneration,
        "n": N, "offset": 301}  # see tests/toy/conftest.py
 
 
@@ -179,29 +178,3 @@ def test_smoke_build_loads_with_the_shipped_layout(tmp_path, path):
     with pytest.raises(FileNotFoundError, match="build-toy-models --only llava"):
         llava.build("llava-next", tmp_path / "again", deps={})
 
-
-# How people ask (not bars of their own): each checked against the model card's figure.
-def test_public_phrasings_do_what_the_card_says(processor, model, scenes, matches_card):
-    rights = llava.describe_rights(processor, model, scenes[:50], sw.PUBLIC_DESCRIBE_PROMPTS[2:])
-    matches_card(NAME, "describe_exact_public_phrasings", rights)
-
-
-def test_hand_typed_raw_prompt_does_what_the_card_says(processor, model, scenes, matches_card):
-    rights = llava.describe_rights(processor, model, scenes[:50], sw.DESCRIBE_PROMPTS, raw=NAME)
-    matches_card(NAME, "describe_exact_raw_prompt", rights)
-
-
-def test_other_question_wordings_do_what_the_card_says(processor, model, scenes, matches_card):
-    rights = llava.answer_rights(processor, model, scenes[:50], random.Random(11), reword=True)
-    matches_card(NAME, "answer_word_other_wordings", rights)
-
-
-def test_a_second_image_in_a_later_turn_does_what_the_card_says(processor, model, scenes, matches_card):
-    rights = llava.later_image_rights(processor, model, scenes[:50], scenes[50:100], random.Random(12))
-    matches_card(NAME, "later_image_right", rights)
-
-
-def test_the_docs_compare_wordings_do_what_the_card_says(processor, model, scenes, matches_card):
-    others = data.eval_scenes(40, offset=311)
-    rights = llava.compare_rights(processor, model, scenes[:40], others, sw.PUBLIC_COMPARE_PROMPTS[1:])
-    matches_card(NAME, "compare_exact_public_phrasings", rights)

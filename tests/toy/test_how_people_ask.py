@@ -1,0 +1,63 @@
+"""The toy LLaVA and LLaVA-NeXT under the wordings people use (the lists in ``vlm_course.shapesworld``):
+public describe phrasings, the hand-typed raw prompt, other question wordings, a second image in a later
+turn and the docs' compare wordings. They are not bars of their own; each is checked against the model
+card's figure (``matches_card``), so a checkpoint that no longer does what its card says fails."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from transformers import AutoProcessor, LlavaForConditionalGeneration, LlavaNextForConditionalGeneration
+
+from vlm_course import shapesworld as sw
+from vlm_course import toy
+from vlm_course.toybuild import data, llava
+
+N = 50
+CLASSES = {"llava": LlavaForConditionalGeneration, "llava-next": LlavaNextForConditionalGeneration}
+
+
+def _load(name: str):
+    path = toy.model_path(name)
+    return AutoProcessor.from_pretrained(path), CLASSES[name].from_pretrained(path).eval()
+
+
+@pytest.fixture(scope="module", params=list(CLASSES))
+def chat_toy(request):
+    return request.param, *_load(request.param)
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return data.eval_scenes(2 * N, offset=401)
+
+
+def test_public_describe_phrasings(chat_toy, scenes, matches_card):
+    name, processor, model = chat_toy
+    rights = llava.describe_rights(processor, model, scenes[:N], sw.PUBLIC_DESCRIBE_PROMPTS[2:])
+    matches_card(name, "describe_exact_public_phrasings", rights)
+
+
+def test_hand_typed_raw_prompt(chat_toy, scenes, matches_card):
+    name, processor, model = chat_toy
+    matches_card(name, "describe_exact_raw_prompt", llava.describe_rights(processor, model, scenes[:N], sw.DESCRIBE_PROMPTS,
+                                                                         raw=name))
+
+
+def test_other_question_wordings(chat_toy, scenes, matches_card):
+    name, processor, model = chat_toy
+    rights = llava.answer_rights(processor, model, scenes[:N], random.Random(11), reword=True)
+    matches_card(name, "answer_word_other_wordings", rights)
+
+
+def test_a_second_image_in_a_later_turn(chat_toy, scenes, matches_card):
+    name, processor, model = chat_toy
+    rights = llava.later_image_rights(processor, model, scenes[:N], scenes[N:], random.Random(12))
+    matches_card(name, "later_image_right", rights)
+
+
+def test_the_docs_compare_wordings(scenes, matches_card):
+    processor, model = _load("llava-next")  # two-image compares are LLaVA-NeXT's task in the course
+    rights = llava.compare_rights(processor, model, scenes[:N], scenes[N:], sw.PUBLIC_COMPARE_PROMPTS[1:])
+    matches_card("llava-next", "compare_exact_public_phrasings", rights)
