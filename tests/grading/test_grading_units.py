@@ -387,6 +387,9 @@ def test_hidden_tests_show_the_description_and_the_learners_part_only():
     assert r["extra_data"]["failures"]["image_search: test_b"] == "assert 'guess' == 's3cr3t'"
     shown = report.build_results(META, data, "", runner.GradeOptions(), 1.0)
     assert "s3cr3t" in shown["tests"][1]["output"], "the course's own tests show everything"
+    data["tests"][0]["name"] = "test_a[question-s3cr3t]"
+    cased = report.build_results(META, data, "", options, 1.0)
+    assert cased["tests"][0]["name"] == "image_search: test_a[case 1]" and "s3cr3t" not in json.dumps(cased["tests"])
     hidden = report.build_results(META, data, "", runner.GradeOptions(visibility="hidden"), 1.0)
     assert hidden["visibility"] == "hidden" and {t["visibility"] for t in hidden["tests"]} == {"hidden"}
     assert report.error_results(META, "x", 0.1, "after_due_date")["visibility"] == "after_due_date"

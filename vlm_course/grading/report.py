@@ -115,16 +115,21 @@ def build_results(meta: dict, data: dict | None, log_tail: str, options, elapsed
     errors += collection
     public_errors += collection if not withhold else ["the grader could not run the tests (the instructor sees why)"] * bool(collection)
     finished = bool(data.get("finished"))
-    tests, groups, failures = [], {}, {}
+    tests, groups, failures, cases = [], {}, {}, {}
     for t in data.get("tests") or []:
         points = float(t.get("points", 0.0))
         ok = _test_passed(t)
-        name = f"{t.get('group')}: {t.get('name')}"
+        full_name = f"{t.get('group')}: {t.get('name')}"
+        name = full_name
+        if withhold and "[" in full_name:  # parametrize ids may spell out expected values: number the cases
+            base = full_name.split("[", 1)[0]
+            cases[base] = cases.get(base, 0) + 1
+            name = f"{base}[case {cases[base]}]"
         message = t.get("message") or ""
         if not ok and "call" not in (t.get("phases") or {}) and not message:
             message = "not run: grading of this submission was stopped (time limit)" if not finished else "not run"
         if not ok and withhold:
-            failures[name] = message
+            failures[name] = message if name == full_name else f"{full_name}\n{message}"
             message = "\n".join(x for x in (t.get("description"), t.get("public") or message) if x)
         output = message
         if t.get("output"):
