@@ -37,7 +37,7 @@ def test_on_the_untouched_stubs_it_is_short_and_says_where_to_start(tmp_path, mo
     assert "합계 0 / 45점" in out
     assert lines[-1].startswith("여기서 시작하세요") and "CLIPImageSearch.index_images" in lines[-1], lines[-1]
     assert "✓" not in out, "an untouched stub passes nothing"
-    for internals in ("pluggy", "Traceback", "conftest", "passed", "solutions"):
+    for internals in ("pluggy", "Traceback", "conftest", "passed", "solutions", "Regex", "AssertionError"):
         assert internals not in out, f"{internals!r} in the learner's report:\n{out}"
 
 
@@ -114,6 +114,18 @@ def test_start_here_is_the_first_unfinished_method_in_file_order():
     result = check_mod.CheckResult(Path("exercises"), ["image_search"], rows)
     assert result.start_here() == "image_search.py의 CLIPImageSearch.index_images (70행): TODO를 채우세요"
     assert "NotImplementedError" not in check_mod.report(result), "an unwritten method needs the hint, not the error"
+
+
+def test_errors_show_once_every_method_is_written():
+    unfinished = {"file": "image_search.py", "method": "CLIPImageSearch.search", "line": 90}
+    records = [_record("test_a", False, unfinished=unfinished, error="NotImplementedError: search"),
+               _record("test_b", False, error="AssertionError: Regex pattern did not match.")]
+    text = check_mod.report(check_mod.CheckResult(Path("exercises"), ["image_search"],
+                                                  check_mod.collect(["image_search"], records)))
+    assert "Regex" not in text, "while methods are unwritten, a row shows its hint only"
+    text = check_mod.report(check_mod.CheckResult(Path("exercises"), ["image_search"],
+                                                  check_mod.collect(["image_search"], records[1:])))
+    assert "test_b 힌트  (AssertionError: Regex pattern did not match.)" in text
 
 
 def test_a_missing_folder_says_what_to_do(tmp_path, monkeypatch, capsys):

@@ -168,11 +168,12 @@ def report(result: CheckResult) -> str:
         lines.append("")
         lines.append(f"[{name}]")
         width = max(len(_short(r.test)) for r in rows)
+        todo_left = any(r.unfinished for r in rows)  # errors matter once every method is written
         for r in rows:
             mark = "✓" if r.passed else "✗"
             text = f"  {mark} {r.got:>3g}/{r.total:<3g} {_short(r.test):<{width}}"
             if not r.passed:
-                reason = r.hint if r.unfinished or not r.error else f"{r.hint}  ({r.error})" if r.hint else r.error
+                reason = r.hint if todo_left or not r.error else f"{r.hint}  ({r.error})" if r.hint else r.error
                 text += f"  {reason}"
             lines.append(text.rstrip())
         got, total = result.points(name)
