@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from vlm_course.device import pick_device, pick_dtype
-from vlm_course.profiles import resolve
+from vlm_course.loadplan import plan_if_course_model
 from vlm_course.served import ServedModel, server_url_from_env
 
 DEFAULT_MODEL = "llava-hf/llava-1.5-7b-hf"
@@ -101,16 +101,18 @@ class MultimodalChatbot:
         """
         from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-        source = resolve(model_name)  # what the load plan picks (toy folder under the toy profile); other names pass through
+        plan = plan_if_course_model(model_name)  # the load plan of a course model; None for other names
+        source = plan.checkpoint if plan is not None else model_name
         self.model_name = model_name
         self.processor = AutoProcessor.from_pretrained(source)
         self.tokenizer = self.processor.tokenizer
         url = server or server_url_from_env()
         self.server = ServedModel(url) if url else None  # the lab server, or None: the model runs here
         if self.server is None:
-            self.device = pick_device()
-            self.model = AutoModelForImageTextToText.from_pretrained(source, dtype=pick_dtype(self.device))
-            self.model = self.model.to(self.device).eval()
+            here = pick_device()
+            kwargs = plan.model_kwargs if plan is not None else {"dtype": pick_dtype(here), "device_map": str(here)}
+            self.model = AutoModelForImageTextToText.from_pretrained(source, **kwargs).eval()
+            self.device = self.model.device
             config = self.model.config
         else:
             self.device, self.model = None, None

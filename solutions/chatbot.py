@@ -54,6 +54,7 @@ import torch
 
 from vlm_course.device import pick_device, pick_dtype
 from vlm_course.images import load_image
+from vlm_course.loadplan import plan_if_course_model
 from vlm_course.profiles import resolve
 from vlm_course.served import ServedModel, server_url_from_env
 
@@ -184,11 +185,18 @@ class MultimodalChatbot:
         else:
             from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-            source = resolve(model_name)
+            # A course model loads as the load plan says (dtype, NF4, device), unless the caller
+            # names a device or dtype; a folder or another hub id loads as given.
+            plan = plan_if_course_model(model_name) if device is None and dtype is None else None
+            source = plan.checkpoint if plan is not None else resolve(model_name)
             self.processor = AutoProcessor.from_pretrained(source)
             if self.server is not None:
                 self.model, self.device = None, None
                 config = AutoConfig.from_pretrained(source)
+            elif plan is not None:
+                self.model = AutoModelForImageTextToText.from_pretrained(source, **plan.model_kwargs).eval()
+                self.device = self.model.device
+                config = self.model.config
             else:
                 self.device = pick_device(str(device) if device is not None else None)
                 self.model = AutoModelForImageTextToText.from_pretrained(

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from . import profiles, toy
-from .catalogue import MODELS, CourseModel, course_model
+from .catalogue import MODELS, CourseModel, UnknownModelError, course_model
 from .sizes.fit import Machine, gb, gib, memory_needed
 from .sizes.memory import FLOAT_DTYPES, weight_memory
 
@@ -256,6 +256,15 @@ def plan_load(name: str | CourseModel, profile: str | None = None, machine: Mach
         why = f"{why}; laptop-size stand-in: {alt.why}"
     return _toy_plan(model, machine, chosen, f"{why} -> ShapesWorld toy {model.toy_name}")
 
+
+
+def plan_if_course_model(name: str, profile: str | None = None) -> LoadPlan | None:
+    """``plan_load(name)`` for a course model; ``None`` for a folder or any other hub id, which the
+    caller loads as given (the exercises accept both)."""
+    try:
+        return plan_load(name, profile)
+    except UnknownModelError:
+        return None
 
 def requirements(name: str | CourseModel) -> str:
     """One line: the memory the course model ``name`` needs in each dtype (what its seed checkpoint would need)."""
