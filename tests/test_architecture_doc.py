@@ -15,4 +15,4 @@ def test_every_module_and_subpackage_is_on_the_map():
     names = [m.name for m in pkgutil.iter_modules(vlm_course.__path__) if m.name != "toy_models"]
     assert len(names) > 20
     missing = [n for n in names if f"`{n}`" not in text and f"`{n}/`" not in text and f"{n}.py" not in text]
-    assert not missing, f"docs/architecture.md does not mention {missing}"
+    assert not missing, f"docs/architecture.md does not mention {missing}: add each to the table of audiences (one line: what it does)"

@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -96,8 +98,19 @@ def find_folder(folder: str | os.PathLike | None = None) -> Path:
     return submission_folder(folder)
 
 
-def run_tests(exercises: list[str], folder: Path, out: Path, timeout: float = TIMEOUT_S, tests: Path | None = None) -> str:
-    """Run the exercise tests of ``exercises`` on ``folder`` silently; records go to ``out``. Returns a problem or ''."""
+def _count_lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except OSError:
+        return 0
+
+
+def run_tests(exercises: list[str], folder: Path, out: Path, timeout: float = TIMEOUT_S, tests: Path | None = None,
+              progress: Callable[[int], None] | None = None) -> str:
+    """Run the exercise tests of ``exercises`` on ``folder`` silently; records go to ``out``. Returns a problem or ''.
+
+    ``progress(n)`` is called with the number of tests recorded so far, as they finish.
+    """
     files = [(tests or exercise_tests.folder()) / f"test_{name}.py" for name in exercises]
     env = dict(os.environ, **{OUT_ENV: str(out), SUBMISSION_ENV: str(folder)})
     env.setdefault("HF_HUB_OFFLINE", "1")
@@ -105,13 +118,24 @@ def run_tests(exercises: list[str], folder: Path, out: Path, timeout: float = TI
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     cmd = [sys.executable, "-m", "pytest", *map(str, files), "-p", "vlm_course.check_plugin", "-p", "no:cacheprovider",
            "-p", "no:nbval", "-q", "--no-header", "--tb=no"]
-    try:
-        done = subprocess.run(cmd, cwd=folder.parent, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return f"the tests took longer than {timeout / 60:.0f} minutes and were stopped (an endless loop?)"
-    if done.returncode not in (0, 1):  # 1: some tests failed; anything else: pytest itself could not run
-        tail = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()][-3:]
+    log = out.with_suffix(".log")
+    seen = 0
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen(cmd, cwd=folder.parent, env=env, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink)
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                return f"the tests took longer than {timeout / 60:.0f} minutes and were stopped (an endless loop?)"
+            time.sleep(0.3)
+            if progress is not None and (now := _count_lines(out)) != seen:
+                seen = now
+                progress(seen)
+    if progress is not None and (now := _count_lines(out)) != seen:
+        progress(now)
+    if proc.returncode not in (0, 1):  # 1: some tests failed; anything else: pytest itself could not run
+        tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-3:]
         return "pytest could not run the tests: " + " / ".join(tail)
     return ""
 
@@ -145,12 +169,20 @@ def check(exercise: str | None = None, folder: str | os.PathLike | None = None, 
         raise ValueError(f"unknown exercise {exercise!r}; choose one of {', '.join(known)}")
     chosen = [exercise] if exercise else known
     where = find_folder(folder)
-    print(f"자가 점검: {where} 의 {', '.join(f'{n}.py' for n in chosen)} (토이 모델로 채점 테스트 실행 중, 1-3분)…",
-          file=stream, flush=True)
+    print(f"자가 점검: {where} 의 {', '.join(f'{n}.py' for n in chosen)} (토이 모델로 채점 테스트 실행 중, 1-3분) ",
+          end="", file=stream, flush=True)
+    dots = 0
+
+    def progress(n: int) -> None:  # one dot per finished test
+        nonlocal dots
+        print("." * (n - dots), end="", file=stream, flush=True)
+        dots = n
+
     with tempfile.TemporaryDirectory(prefix="vlm-check-") as tmp:
         out = Path(tmp) / "records.jsonl"
-        problem = run_tests(chosen, where, out, timeout, tests)
+        problem = run_tests(chosen, where, out, timeout, tests, progress)
         lines = out.read_text(encoding="utf-8").splitlines() if out.exists() else []
+    print(file=stream, flush=True)
     result = CheckResult(where, chosen, collect(chosen, [json.loads(line) for line in lines]), problem)
     if not result.rows and not result.problem:
         result.problem = "no graded test ran"
