@@ -82,3 +82,14 @@ def test_hub_profile_offline_with_empty_cache_fails_with_the_fix(monkeypatch, tm
     assert "[FAIL] profile" in out and "no course checkpoint is in the Hugging Face cache" in out
     assert "fix: run `vlm-course download --lesson 1` while online" in out
     assert "The course can run on this machine." not in out and "Fix the FAIL lines" in out
+
+
+def test_hub_profile_on_a_machine_too_small_does_not_advise_a_download(monkeypatch):
+    from vlm_course.sizes.fit import SIMULATED, Machine
+
+    monkeypatch.setenv("VLM_COURSE_PROFILE", "hub")
+    monkeypatch.setattr(Machine, "detect", classmethod(lambda cls: SIMULATED["16 GB laptop (CPU)"].with_cache(True)))
+    lesson = {c.name: c for c in doctor.collect().checks}["lesson 06"]
+    assert lesson.status == doctor.FAIL and "so the hub profile cannot load it on" in lesson.detail
+    assert lesson.fix.startswith("a download cannot help: use the default profile")
+    assert "download --lesson" not in lesson.fix

@@ -155,16 +155,19 @@ def _check_lessons(report: Report, machine) -> None:
     except profiles.ProfileError:
         return  # reported by the profile check
     for lesson, models in lessons().items():
-        loads, problems = [], []
+        loads, problems, too_big = [], [], False
         for model in models:
             try:
                 loads.append(_plan_text(plan_load(model, profile, machine)))
             except (profiles.HubUnavailableError, ModelDoesNotFitError) as exc:
                 problems.append(str(exc).splitlines()[0])
+                too_big = too_big or isinstance(exc, ModelDoesNotFitError)
         if problems:
-            report.add(f"lesson {lesson}", FAIL, "; ".join(loads + problems),
-                       f"run `vlm-course download --lesson {int(lesson)}` while online, or use the default "
-                       f"profile (unset {profiles.PROFILE_ENV}), which falls back to models this machine can run")
+            fallback = (f"use the default profile (unset {profiles.PROFILE_ENV}), which falls back to models "
+                        "this machine can run")
+            fix = (f"a download cannot help: {fallback}, or a machine with more memory (see docs/hardware.md)"
+                   if too_big else f"run `vlm-course download --lesson {int(lesson)}` while online, or {fallback}")
+            report.add(f"lesson {lesson}", FAIL, "; ".join(loads + problems), fix)
         else:
             report.add(f"lesson {lesson}", OK, f"{profile}: " + "; ".join(loads))
 
