@@ -155,7 +155,7 @@ def test_requirements_and_fits_for_lessons_that_try_several_precisions():
     assert loadplan.fits(plan_load(LLAVA, "toy", t4), "fp32", t4)
 
 
-def test_model_kwargs_load_the_toy_as_planned(one_thread):
+def test_model_kwargs_load_the_toy_as_planned(one_torch_thread):
     import dataclasses
 
     from transformers import LlavaForConditionalGeneration
@@ -168,10 +168,3 @@ def test_model_kwargs_load_the_toy_as_planned(one_thread):
     quantized = LlavaForConditionalGeneration.from_pretrained(nf4.checkpoint, **nf4.model_kwargs)
     assert any(type(m).__name__ == "Linear4bit" for m in quantized.modules())
 
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

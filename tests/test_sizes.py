@@ -22,15 +22,6 @@ from vlm_course.sizes.prompt import image_tokens, prompt_memory
 FLOAT = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models run far faster on one thread when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ---------------------------------------------------------------- configs and counts
 
 def test_clip_base_count_is_exact_and_split_into_parts():
@@ -150,7 +141,7 @@ def _cache_bytes(cache) -> int:
 
 
 @pytest.mark.parametrize("name", ["blip-captioning", "blip-vqa", "blip2", "llava", "llava-next"])
-def test_kv_cache_estimate_is_exact_for_toy_generation(name, one_thread):
+def test_kv_cache_estimate_is_exact_for_toy_generation(name, one_torch_thread):
     path = toy.model_path(name)
     class_name = toy.TOY_MODELS[name][0]
     model = getattr(transformers, class_name).from_pretrained(path, dtype=torch.float32).eval()
@@ -208,7 +199,7 @@ def test_bench_rejects_quantized_dtypes():
         bench("clip", dtype="nf4", device="cpu", progress=False)
 
 
-def test_bench_encoder_counts_images(one_thread):
+def test_bench_encoder_counts_images(one_torch_thread):
     config = AutoConfig.from_pretrained(toy.model_path("clip"))
     result = bench(config, class_name="CLIPModel", device="cpu", batch=3, seconds=60, max_iterations=2, progress=False)
     assert result.kind == "encoder"
@@ -218,7 +209,7 @@ def test_bench_encoder_counts_images(one_thread):
 
 
 @pytest.mark.parametrize("name", ["llava", "blip2"])
-def test_bench_generator_times_every_token(name, one_thread):
+def test_bench_generator_times_every_token(name, one_torch_thread):
     config = AutoConfig.from_pretrained(toy.model_path(name))
     result = bench(config, class_name=toy.TOY_MODELS[name][0], device="cpu", seconds=60, max_iterations=2,
                    new_tokens=4, prompt_tokens=5, progress=False)
