@@ -167,4 +167,3 @@ def test_model_kwargs_load_the_toy_as_planned(one_torch_thread):
     nf4 = dataclasses.replace(plan, dtype=torch.bfloat16, quantization="nf4")  # what a CUDA plan passes
     quantized = LlavaForConditionalGeneration.from_pretrained(nf4.checkpoint, **nf4.model_kwargs)
     assert any(type(m).__name__ == "Linear4bit" for m in quantized.modules())
-
