@@ -22,7 +22,7 @@ import torch  # noqa: F401 - for the TODOs below
 from PIL import Image
 
 from vlm_course.device import pick_device
-from vlm_course.profiles import resolve
+from vlm_course.loadplan import plan_if_course_model
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 
@@ -58,11 +58,12 @@ class CLIPImageSearch:
         """
         from transformers import CLIPModel, CLIPProcessor
 
-        # a course model: its hub id, or the toy checkpoint under the toy profile; any other name as given
-        source = resolve(model_name)
+        plan = plan_if_course_model(model_name)  # the load plan of a course model; None for other names
+        source = plan.checkpoint if plan is not None else model_name
         self.model_name = model_name
-        self.device = pick_device()
-        self.model = CLIPModel.from_pretrained(source).to(self.device).eval()
+        kwargs = plan.model_kwargs if plan is not None else {"device_map": str(pick_device())}
+        self.model = CLIPModel.from_pretrained(source, **kwargs).eval()
+        self.device = self.model.device
         self.processor = CLIPProcessor.from_pretrained(source)
         self.embedding_size: int = self.model.config.projection_dim
         # Your index: add what you need (e.g. an array of embeddings and a list of paths).

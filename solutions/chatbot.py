@@ -54,8 +54,7 @@ import torch
 
 from vlm_course.device import pick_device, pick_dtype
 from vlm_course.images import load_image
-from vlm_course.loadplan import plan_if_course_model
-from vlm_course.profiles import resolve
+from vlm_course.profiles import resolve_model
 from vlm_course.served import ServedModel, server_url_from_env
 
 DEFAULT_MODEL = "llava-hf/llava-1.5-7b-hf"
@@ -187,8 +186,9 @@ class MultimodalChatbot:
 
             # A course model loads as the load plan says (dtype, NF4, device), unless the caller
             # names a device or dtype; a folder or another hub id loads as given.
-            plan = plan_if_course_model(model_name) if device is None and dtype is None else None
-            source = plan.checkpoint if plan is not None else resolve(model_name)
+            res = resolve_model(model_name)
+            plan = res.plan if device is None and dtype is None else None
+            source = res.target
             self.processor = AutoProcessor.from_pretrained(source)
             if self.server is not None:
                 self.model, self.device = None, None

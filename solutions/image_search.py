@@ -134,14 +134,6 @@ def _check_top_k(top_k: int) -> int:
     return int(top_k)
 
 
-def _resolve(model_name: str, verbose: bool) -> tuple[str, str]:
-    """(what to pass to from_pretrained, profile) for a course checkpoint, a folder or another hub id."""
-    from vlm_course.profiles import resolve_model
-
-    res = resolve_model(model_name, verbose=verbose)  # profile "direct" for a name that is no course model
-    return res.target, res.profile
-
-
 class CLIPImageSearch:
     """Search a gallery of images with free text (or an image), using CLIP embeddings.
 
@@ -166,11 +158,19 @@ class CLIPImageSearch:
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        source, self.profile = _resolve(model_name, verbose)
+        from vlm_course.profiles import resolve_model
+
+        # A course model loads as its load plan says, unless a device is named; other names load as given.
+        res = resolve_model(model_name, verbose=verbose)
+        source, self.profile = res.target, res.profile
         self.model_name = model_name
         self.batch_size = batch_size
-        self.device = pick_device(device)
-        self.model = CLIPModel.from_pretrained(source, dtype=pick_dtype(self.device)).to(self.device).eval()
+        if res.plan is not None and device is None:
+            self.model = CLIPModel.from_pretrained(source, **res.plan.model_kwargs).eval()
+            self.device = self.model.device
+        else:
+            self.device = pick_device(device)
+            self.model = CLIPModel.from_pretrained(source, dtype=pick_dtype(self.device)).to(self.device).eval()
         self.processor = CLIPProcessor.from_pretrained(source)
         self.embedding_size: int = int(self.model.config.projection_dim)
         self.index = EmbeddingIndex(self.embedding_size, backend)

@@ -13,10 +13,11 @@ The profile comes from the ``profile`` argument, else ``VLM_COURSE_PROFILE``, el
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
-from .catalogue import MODELS, is_course_model
+from .catalogue import MODELS
 
 PROFILES = ("auto", "hub", "toy")
 PROFILE_ENV = "VLM_COURSE_PROFILE"
@@ -40,6 +41,7 @@ class Resolution:
     profile: str
     target: str
     reason: str
+    plan: Any = field(default=None, repr=False, compare=False)  # the LoadPlan of a course model, else None
 
     def __str__(self) -> str:
         return f"[vlm-course] {self.model_id}: profile '{self.profile}' ({self.reason}) -> {self.target}"
@@ -118,13 +120,13 @@ def resolve_model(model_id: str, profile: str | None = None, *, verbose: bool = 
     A name that is not a course model (a local folder, another hub id) passes through unchanged
     with profile ``"direct"``.
     """
-    if not is_course_model(model_id):
+    from .loadplan import plan_if_course_model
+
+    plan = plan_if_course_model(model_id, profile)
+    if plan is None:
         res = Resolution(model_id, "direct", model_id, "not a course model; loaded as given")
     else:
-        from .loadplan import plan_load
-
-        plan = plan_load(model_id, profile)
-        res = Resolution(plan.model, "toy" if plan.source == "toy" else "hub", plan.checkpoint, plan.reason)
+        res = Resolution(plan.model, "toy" if plan.source == "toy" else "hub", plan.checkpoint, plan.reason, plan)
     if verbose:
         print(res)
     return res
