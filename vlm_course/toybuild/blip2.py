@@ -64,6 +64,12 @@ POOL_SIZE = 6000
 QFORMER_LR = 1e-3
 # Stage-3 batches (one kind per batch): captions (no prompt), single questions, multi-turn prompts.
 TASK_MIX = {"caption": 0.55, "question": 0.33, "multi_turn": 0.12}
+# Stage 4 (robustness): Q-Former, projection and LM learn together on a fresh pool, half from each spec
+# sampler, with captions continuing the public caption prefixes ("a photo of" -> " a red circle").
+ROBUST_STEPS = 300
+ROBUST_LR = 3e-4
+ROBUST_POOL = 6000
+ROBUST_MIX = {"caption": 0.35, "prefix": 0.3, "question": 0.25, "multi_turn": 0.1}
 TRAIN_SEED = 1234
 INVENTORY_PLACES = 3  # the description slot: 3 inventory words, then the 26-word fact sheet, then padding
 QFORMER_WIDTH = 128
@@ -155,7 +161,7 @@ def fact_sheet(scene: sw.Scene) -> list[str | None]:
 
 # --- training texts ------------------------------------------------------------------------
 
-TASKS = ("caption", "question", "multi_turn")
+TASKS = tuple(ROBUST_MIX)
 
 
 def _question_text(qa: sw.QA, rng: random.Random) -> str:
@@ -166,6 +172,8 @@ def sample_task(scene: sw.Scene, kind: str, rng: random.Random) -> tuple[str | N
     """A (prompt, target) pair for ``scene``; prompt ``None`` means captioning (no prompt)."""
     if kind == "caption":
         return None, scene.caption
+    if kind == "prefix":
+        return rng.choice(sw.PUBLIC_CAPTION_PREFIXES), " " + scene.caption
     history = []
     if kind == "multi_turn":
         for _ in range(rng.randint(1, 2)):
@@ -330,19 +338,22 @@ def soft_prompt(model: Blip2ForConditionalGeneration, image_embeds: torch.Tensor
 
 
 def train_qformer(model: Blip2ForConditionalGeneration, enc: _Encoder, pool: data.ScenePool, steps: int,
-                  seed: int) -> dict:
+                  seed: int, mix: dict[str, float] = TASK_MIX, lr: float = QFORMER_LR, train_lm: bool = False,
+                  desc: str = "stage 3: Q-Former") -> dict:
     """Stage 3: vision encoder and LM frozen; query tokens, Q-Former and language projection learn
-    from the frozen LM's loss. The frozen encoder's features are computed once per image."""
+    from the frozen LM's loss. The frozen encoder's features are computed once per image. With
+    ``train_lm`` (stage 4) the LM learns too."""
     model.vision_model.requires_grad_(False)
-    model.language_model.requires_grad_(False)
+    model.language_model.requires_grad_(train_lm)
     params = [model.query_tokens, *model.qformer.parameters(), *model.language_projection.parameters()]
+    params += list(model.language_model.parameters()) if train_lm else []
     with torch.no_grad():
         feats = torch.cat([model.vision_model(pixel_values=chunk).last_hidden_state
                            for chunk in pool.pixel_values.split(256)])
     rng = random.Random(seed)
     nq, image_id = model.config.num_query_tokens, model.config.image_token_index
     lm = model.language_model
-    kinds, weights = zip(*TASK_MIX.items())
+    kinds, weights = zip(*mix.items())
 
     def loss_fn(step: int) -> torch.Tensor:
         kind = rng.choices(kinds, weights)[0]
@@ -353,7 +364,7 @@ def train_qformer(model: Blip2ForConditionalGeneration, enc: _Encoder, pool: dat
         embeds = torch.cat([soft_prompt(model, feats[idx]), embeds[:, nq:]], dim=1)
         return lm(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
 
-    info = fit(model, loss_fn, steps, QFORMER_LR, params=params, desc="stage 3: Q-Former")
+    info = fit(model, loss_fn, steps, lr, params=params, desc=desc)
     model.requires_grad_(True)
     return info
 
@@ -364,12 +375,20 @@ def _pixels(processor: Blip2Processor):
     return lambda images: processor.image_processor(images, return_tensors="pt").pixel_values
 
 
-def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path] | None = None) -> dict:
-    """Train the toy BLIP-2 (three stages, fixed seeds) and save model, processor and model card.
-    The vision encoder comes from ``deps["blip-captioning"]`` (default: the shipped toy captioner)."""
+def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path] | None = None,
+          resume: Path | None = None) -> dict:
+    """Train the toy BLIP-2 (four stages, fixed seeds) and save model, processor and model card.
+    The vision encoder comes from ``deps["blip-captioning"]`` (default: the shipped toy captioner).
+    ``resume``: a checkpoint of the first three stages (e.g. the previous build) to run stage 4 from;
+    stage 4 draws from its own seeds, so this gives the weights of a full build when the folder holds them."""
     out_dir = Path(out_dir)
     start = time.perf_counter()
     torch.manual_seed(TRAIN_SEED)
+    if resume is not None:
+        processor = Blip2Processor.from_pretrained(resume)
+        model = Blip2ForConditionalGeneration.from_pretrained(resume)
+        info = {"resumed_after_stage": 3, **_previous_stages(Path(resume))}
+        return _finish(name, out_dir, model, processor, info, smoke, start)
     source = Path((deps or {}).get(VISION_SOURCE) or toy.model_path(VISION_SOURCE))
     captioner = BlipForConditionalGeneration.from_pretrained(source).eval()
     processor = make_processor(BlipImageProcessor.from_pretrained(source))
@@ -388,6 +407,17 @@ def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path
     del captioner
     pool = data.make_pool(64 if smoke else POOL_SIZE, TRAIN_SEED, _pixels(processor))
     info["stage3_qformer"] = train_qformer(model, enc, pool, steps[1], TRAIN_SEED + 3)
+    return _finish(name, out_dir, model, processor, info, smoke, start)
+
+
+def _finish(name: str, out_dir: Path, model: Blip2ForConditionalGeneration, processor: Blip2Processor, info: dict,
+            smoke: bool, start: float) -> dict:
+    """Stage 4, then save, evaluate on every sampler and write the card."""
+    tok = processor.tokenizer
+    pool = data.make_pool(64 if smoke else ROBUST_POOL, TRAIN_SEED + 4, _pixels(processor), mixed_samplers=True)
+    info["stage4_robust"] = train_qformer(model, _Encoder(tok), pool, data.SMOKE_STEPS if smoke else ROBUST_STEPS,
+                                          TRAIN_SEED + 4, mix=ROBUST_MIX, lr=ROBUST_LR, train_lm=True,
+                                          desc="stage 4: prefixes and samplers")
     model.generation_config = GenerationConfig(  # no length limit: a caller's max_length / max_new_tokens decides
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
     )
@@ -494,15 +524,42 @@ def _architecture(model: Blip2ForConditionalGeneration) -> str:
     )
 
 
-def _recipe(info: dict) -> str:
-    return f"""{_first_stages(info)}
+def _previous_stages(folder: Path) -> dict:
+    """What a resumed build keeps from the card of the checkpoint it resumes: stages 1-3 of its recipe."""
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    recipe = card[card.index("## Recipe\n") + len("## Recipe\n"):card.index("\n\nSimplified against")]
+    config = Blip2ForConditionalGeneration.config_class.from_pretrained(folder)
+    return {"previous_recipe": recipe.strip(), "image_size": config.vision_config.image_size}
 
-Simplified against the real recipe: the real Q-Former first has a representation-learning stage of its own
+
+def _recipe(info: dict) -> str:
+    s4 = info["stage4_robust"]
+    stage4 = f"""4. **Robustness: caption prefixes and any spec sampler.** Not in the real recipe: the toy's OPT never read
+   web text, so it had no idea how to go on after "a photo of" (it wrote its description-slot words). On a
+   fresh pool of {ROBUST_POOL:,} scenes, half from each spec sampler (`shapesworld.SAMPLERS`), the Q-Former,
+   `language_projection` and now also OPT learn from captions with no prompt ({ROBUST_MIX['caption']:.0%} of
+   batches), captions continuing a public caption prefix (`PUBLIC_CAPTION_PREFIXES`, e.g. "a photo of" ->
+   " a red circle"; {ROBUST_MIX['prefix']:.0%}), "Question: ... Answer:" ({ROBUST_MIX['question']:.0%}) and
+   multi-turn prompts ({ROBUST_MIX['multi_turn']:.0%}). {s4['steps']} steps, batch {BATCH}, OneCycle max lr
+   {ROBUST_LR}, {s4['seconds']:.0f} s, final loss {s4['final_loss']:.3f}."""
+    tail = f"""Simplified against the real recipe: the real Q-Former first has a representation-learning stage of its own
 (image-text contrastive, matching and image-grounded generation losses, with its BERT text side) before the
 generative stage; the toy runs only the generative stage, so the Q-Former's text-side weights are unused.
 Images are {info['image_size']} x {info['image_size']} (the processor resizes any input). As with the real
 checkpoint, the generation config sets no length: `generate()` makes 20 new tokens unless the caller passes
 `max_new_tokens` or `max_length`."""
+    if "previous_recipe" in info:
+        return f"""{info['previous_recipe']}
+{stage4}
+
+Stages 1-3 are those of the previous build (the same code and seeds); this checkpoint continues from its
+weights with stage 4.
+
+{tail}"""
+    return f"""{_first_stages(info)}
+{stage4}
+
+{tail}"""
 
 
 def _first_stages(info: dict) -> str:

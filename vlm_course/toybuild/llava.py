@@ -642,7 +642,8 @@ class Stage:
 
     def describe(self) -> str:
         vision = "vision tower trainable" if self.train_vision else "vision tower frozen (features cached)"
-        return f"{self.about}; {vision}; {self.steps} steps, batch {self.batch}, AdamW, OneCycle max lr {self.lr:g}."
+        pool = f"; {self.pool} fresh scenes" if self.pool else ""
+        return f"{self.about}{pool}; {vision}; {self.steps} steps, batch {self.batch}, AdamW, OneCycle max lr {self.lr:g}."
 
 
 _CONVERSATIONS = ("conversations of 1-4 turns about one scene (describe prompts and every question type, typed in any "
@@ -652,8 +653,9 @@ ROBUST_MIX = Mix(max_turns=3, describe_first=0.5, busy_share=0.2, later_image=0.
 _ROBUST = ("Robustness to how people ask and to any spec sampler: a fresh pool of scenes, half from each spec sampler "
            "(`shapesworld.SAMPLERS`); " + _CONVERSATIONS.replace("1-4", "1-3") + " with the describe prompts drawn "
            "from the public phrasings (`PUBLIC_DESCRIBE_PROMPTS`, never the held-out ones) and 30% of the questions in "
-           "other wordings (`QUESTION_PHRASINGS`); 15% of the prompts typed by hand (`USER: <image>\\n{prompt}\\n"
-           "ASSISTANT:`); in 15% of the conversations a second image arrives in a later turn, which asks about it")
+           "other wordings (`QUESTION_PHRASINGS`); 15% of the prompts typed by hand (LLaVA: `USER: <image>\\n{prompt}\\n"
+           "ASSISTANT:`); in 15% of the conversations a second image arrives in a later turn, which asks about it; 20% "
+           "of the images from the scenes with 3 objects")
 PLANS: dict[str, dict] = {
     "llava": {"pool": 8000, "stages": (
         Stage("align", Mix(describe_only=True), 600, 1e-3, 32,
@@ -680,8 +682,10 @@ PLANS: dict[str, dict] = {
               train_vision=True,
               about="The same with half of the samples two-image compares and 30% of the images drawn from "
                     "the scenes with 3 objects; the vision tower learns to read the finer tiles"),
-        Stage("robust", replace(ROBUST_MIX, compare=0.4, max_turns=2), 500, 3e-4, 16, train_vision=True, pool=4000,
-              about=_ROBUST + "; 40% of the samples two-image compares, half of them in the public compare wordings"),
+        Stage("robust", replace(ROBUST_MIX, compare=0.5, max_turns=2, busy_share=0.3), 1200, 3e-4, 16,
+              train_vision=True, pool=4000,
+              about=_ROBUST.replace("20%", "30%") + "; half of the samples two-image compares, 60% of those in the "
+                                                     "public compare wordings"),
     )},
 }
 
@@ -819,15 +823,27 @@ def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path
 
     scores = on_every_sampler(evaluate, name, out_dir, n=4 if smoke else 200)
     info["scores"] = scores
-    write_card(name, out_dir, model, plan, scores, train_seconds)
+    write_card(name, out_dir, model, plan, scores, train_seconds, note=resume_note(name, done))
     return info
+
+
+def resume_note(name: str, done: int) -> str:
+    """The card's note on a build that resumed after ``done`` stages (empty for a full build)."""
+    if not done:
+        return ""
+    note = (f"Stages 1-{done} are those of the previous build (the same code and seeds); this checkpoint continues "
+            f"from its weights with the later stages, and the training time below is theirs.")
+    if name == "llava-next":
+        note += (" That previous build started from the toy LLaVA as it was before its robust stage; a fresh "
+                 "`build-toy-models` starts from the current toy LLaVA, so its weights differ from these.")
+    return note
 
 
 def recipe_text(name: str, plan: dict) -> str:
     """The model card's recipe section for ``plan`` (see ``PLANS``)."""
     if name == "llava":
         intro = (f"Vision tower copied from the toy CLIP (as LLaVA takes OpenAI's CLIP ViT-L/14); {plan['pool']} "
-                 "training scenes, half from each spec sampler. While the vision tower is frozen its features are computed once and cached.")
+                 "training scenes (course sampler). While the vision tower is frozen its features are computed once and cached.")
     else:
         intro = ("Starts from the toy LLaVA's trained vision tower, projector and language model (Llama weights "
                  f"loaded into the Mistral architecture, same layout); `image_newline` is new. {plan['pool']} "
