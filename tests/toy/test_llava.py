@@ -44,20 +44,6 @@ def test_layout_matches_the_real_checkpoint(path, processor, model):
     assert prompt == "USER: <image>\nWhat is shown in this image? ASSISTANT:"
 
 
-def test_describe_meets_the_quality_bar(processor, model, bar_scenes, sampler, meets_bar):
-    rights = llava.describe_rights(processor, model, bar_scenes, sw.DESCRIBE_PROMPTS)
-    meets_bar("llava", "describe_exact", rights, sampler)
-
-
-def test_held_out_phrasings_meet_the_quality_bar(processor, model, bar_scenes, sampler, meets_bar):
-    rights = llava.describe_rights(processor, model, bar_scenes, sw.HELDOUT_DESCRIBE_PROMPTS)
-    meets_bar("llava", "describe_exact_heldout_phrasings", rights, sampler)
-
-
-def test_questions_meet_the_quality_bar(processor, model, bar_scenes, sampler, meets_bar):
-    meets_bar("llava", "answer_word", llava.answer_rights(processor, model, bar_scenes, random.Random(5)), sampler)
-
-
 def test_lesson_forms_agree_and_the_image_matters(path, processor, model):
     red_circle = sw.Scene((sw.ShapeObject("circle", "red", 112, 112, 50),), (240, 240, 240))
     two = sw.Scene((sw.ShapeObject("square", "blue", 60, 80, 35), sw.ShapeObject("triangle", "yellow", 160, 150, 35)),

@@ -88,20 +88,6 @@ def test_shares_the_toy_llavas_vision_tower_shape_and_tokenizer(processor, model
     assert model.config.image_token_index == base.config.image_token_index
 
 
-def test_describe_meets_the_quality_bar(processor, model, bar_scenes, sampler, meets_bar):
-    rights = llava.describe_rights(processor, model, bar_scenes, sw.DESCRIBE_PROMPTS)
-    meets_bar("llava-next", "describe_exact", rights, sampler)
-
-
-def test_held_out_phrasings_meet_the_quality_bar(processor, model, bar_scenes, sampler, meets_bar):
-    rights = llava.describe_rights(processor, model, bar_scenes, sw.HELDOUT_DESCRIBE_PROMPTS)
-    meets_bar("llava-next", "describe_exact_heldout_phrasings", rights, sampler)
-
-
-def test_questions_meet_the_quality_bar(processor, model, bar_scenes, sampler, meets_bar):
-    meets_bar("llava-next", "answer_word", llava.answer_rights(processor, model, bar_scenes, random.Random(8)), sampler)
-
-
 @pytest.fixture(scope="module")
 def compare_rights(processor, model, bar_scenes, toy_tester, sampler):
     others = data.eval_scenes(N, offset=toy_tester.offset + 1, sampler=sampler)

@@ -1,7 +1,8 @@
-"""The toy LLaVA and LLaVA-NeXT under the wordings people use (the lists in ``vlm_course.shapesworld``):
-public describe phrasings, the hand-typed raw prompt, other question wordings, a second image in a later
-turn and the docs' compare wordings. They are not bars of their own; each is checked against the model
-card's figure (``matches_card``), so a checkpoint that no longer does what its card says fails."""
+"""What the toy LLaVA and LLaVA-NeXT share: the describe / answer / held-out-phrasing bars on every spec
+sampler (``meets_bar``), and the wordings people use (the lists in ``vlm_course.shapesworld``): public
+describe phrasings, the hand-typed raw prompt, other question wordings, a second image in a later turn and
+the docs' compare wordings. Those are not bars of their own; each is checked against the model card's
+figure (``matches_card``), so a checkpoint that no longer does what its card says fails."""
 
 from __future__ import annotations
 
@@ -31,6 +32,28 @@ def chat_toy(request):
 @pytest.fixture(scope="module")
 def scenes():
     return data.eval_scenes(2 * N, offset=401)
+
+
+@pytest.fixture(scope="module")
+def sampled(sampler):
+    """Fresh scenes of each spec sampler for the bars."""
+    return data.eval_scenes(100, offset=201, sampler=sampler)
+
+
+def test_describe_meets_the_quality_bar(chat_toy, sampled, sampler, meets_bar):
+    name, processor, model = chat_toy
+    meets_bar(name, "describe_exact", llava.describe_rights(processor, model, sampled, sw.DESCRIBE_PROMPTS), sampler)
+
+
+def test_held_out_phrasings_meet_the_quality_bar(chat_toy, sampled, sampler, meets_bar):
+    name, processor, model = chat_toy
+    rights = llava.describe_rights(processor, model, sampled, sw.HELDOUT_DESCRIBE_PROMPTS)
+    meets_bar(name, "describe_exact_heldout_phrasings", rights, sampler)
+
+
+def test_questions_meet_the_quality_bar(chat_toy, sampled, sampler, meets_bar):
+    name, processor, model = chat_toy
+    meets_bar(name, "answer_word", llava.answer_rights(processor, model, sampled, random.Random(5)), sampler)
 
 
 def test_public_describe_phrasings(chat_toy, scenes, matches_card):
