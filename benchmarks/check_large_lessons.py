@@ -11,6 +11,7 @@ Not part of ``make test`` (disk, memory, minutes). Usage::
 
     nice .venv/bin/python benchmarks/check_large_lessons.py                      # temporary cache, removed after
     nice .venv/bin/python benchmarks/check_large_lessons.py --hub-cache /tmp/hub7b   # built there once, kept
+    nice .venv/bin/python benchmarks/check_large_lessons.py --hub-cache /tmp/hub7b --stand-in   # auto runs the 0.9B
     nice .venv/bin/python benchmarks/check_large_lessons.py --lessons 05
 """
 
@@ -109,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
                                              "(default: a temporary one, removed afterwards)")
     parser.add_argument("--min-available-gib", type=float, default=16.0,
                         help="refuse to start with less available memory than this (default: %(default)s)")
+    parser.add_argument("--stand-in", action="store_true",
+                        help="also cache the laptop-size stand-in at real size (random bf16 weights, 1.7 GB), "
+                             "so auto picks it instead of the toy")
     parser.add_argument("--cell-timeout", type=int, default=1800, help="seconds per notebook cell (default: %(default)s)")
     args = parser.parse_args(argv)
     lessons = [s.strip().zfill(2) for s in args.lessons.split(",") if s.strip()]
@@ -126,19 +130,21 @@ def main(argv: list[str] | None = None) -> int:
     cache = Path(args.hub_cache) if args.hub_cache else Path(tempfile.mkdtemp(prefix="check-large-hub-"))
     cache.mkdir(parents=True, exist_ok=True)
     try:
+        from vlm_course.catalogue import course_model
         from vlm_course.fakehub import build_fake_hub, repo_folder
 
-        if not (repo_folder(cache, LARGE) / "refs" / "main").is_file():
-            free = shutil.disk_usage(cache).free / 2**30
-            if free < CHECKPOINT_GIB + 2:
-                print(f"only {free:.1f} GiB free in {cache}; the checkpoint needs about {CHECKPOINT_GIB} GiB",
-                      file=sys.stderr)
-                return 2
+        wanted = [LARGE] + ([course_model(LARGE).stand_in] if args.stand_in else [])
+        missing = [m for m in wanted if not (repo_folder(cache, m) / "refs" / "main").is_file()]
+        if LARGE in missing and shutil.disk_usage(cache).free / 2**30 < CHECKPOINT_GIB + 2:
+            print(f"only {shutil.disk_usage(cache).free / 2**30:.1f} GiB free in {cache}; the checkpoint needs "
+                  f"about {CHECKPOINT_GIB} GiB", file=sys.stderr)
+            return 2
+        for name in missing:
             import torch
 
             start = time.perf_counter()
-            build_fake_hub([LARGE], cache, dtype=torch.bfloat16)
-            print(f"built real-size {LARGE} (random bf16 weights) in {cache} in {time.perf_counter() - start:.0f} s")
+            build_fake_hub([name], cache, dtype=torch.bfloat16)
+            print(f"built real-size {name} (random bf16 weights) in {cache} in {time.perf_counter() - start:.0f} s")
         size = sum(f.stat().st_size for f in (repo_folder(cache, LARGE) / "blobs").iterdir())
         print(f"{LARGE} in the cache: {size / 2**30:.1f} GiB; memory available {available:.1f} GiB "
               f"of {psutil.virtual_memory().total / 2**30:.1f} GiB")

@@ -218,7 +218,8 @@ def _resize(entry: dict, image_size: int) -> dict:
 
 
 def real_size_processor_config(proc_config: dict, config: PretrainedConfig) -> dict:
-    """The toy ``processor_config.json`` with the real vision tower's image size and patch size."""
+    """The toy ``processor_config.json`` with the real vision tower's image size, patch size and
+    image-token arithmetic (feature selection, extra class token)."""
     vision = config.vision_config
     out = json.loads(json.dumps(proc_config))
     image = out.get("image_processor", {})
@@ -227,6 +228,10 @@ def real_size_processor_config(proc_config: dict, config: PretrainedConfig) -> d
             image[key] = _resize(image[key], vision.image_size)
     if "patch_size" in out:
         out["patch_size"] = vision.patch_size
+    if "vision_feature_select_strategy" in out:
+        out["vision_feature_select_strategy"] = config.vision_feature_select_strategy
+    if "num_additional_image_tokens" in out:  # the class token a CLIP tower adds (SigLIP has none)
+        out["num_additional_image_tokens"] = int(vision.model_type == "clip_vision_model")
     return out
 
 

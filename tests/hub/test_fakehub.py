@@ -58,6 +58,10 @@ def test_real_size_processor_config_takes_image_and_patch_size_from_the_vision_t
     image = out["image_processor"]
     assert image["size"] == {"shortest_edge": 336} and image["crop_size"] == {"height": 336, "width": 336}
     assert out["patch_size"] == 14 and image["image_mean"] == toy_llava["image_processor"]["image_mean"]
+    assert (out["vision_feature_select_strategy"], out["num_additional_image_tokens"]) == ("default", 1)
+    small = real_size_processor_config(toy_llava, course_model("llava-hf/llava-interleave-qwen-0.5b-hf").config())
+    assert small["image_processor"]["size"] == {"shortest_edge": 384} and small["patch_size"] == 14
+    assert (small["vision_feature_select_strategy"], small["num_additional_image_tokens"]) == ("full", 0)
     toy_blip = json.loads((toy.model_path("blip-captioning") / "processor_config.json").read_text())
     blip = real_size_processor_config(toy_blip, course_model("Salesforce/blip-image-captioning-base").config())
     assert blip["image_processor"]["size"] == {"height": 384, "width": 384}
