@@ -684,7 +684,7 @@ PLANS: dict[str, dict] = {
                     "the scenes with 3 objects; the vision tower learns to read the finer tiles"),
         Stage("robust", replace(ROBUST_MIX, compare=0.5, max_turns=2, busy_share=0.3), 1200, 3e-4, 16,
               train_vision=True, pool=4000,
-              about=_ROBUST.replace("20%", "30%") + "; half of the samples two-image compares, 60% of those in the "
+              about=_ROBUST.replace("20%", "30%").replace("1-3 turns", "1-2 turns") + "; half of the samples two-image compares, 60% of those in the "
                                                      "public compare wordings"),
     )},
 }
