@@ -93,33 +93,31 @@ def blip2_opt_2_7b() -> Blip2Config:
                        num_query_tokens=32, image_token_index=50265)
 
 
+# The LLaVA-1.5 / v1.6 recipe: CLIP ViT-L/14-336 read at its second-to-last layer, a 2-layer GELU MLP projector.
+_LLAVA_CLIP_L_336 = dict(vision_config=dict(model_type="clip_vision_model", **_CLIP_L_336), projector_hidden_act="gelu",
+                         vision_feature_layer=-2, vision_feature_select_strategy="default")
+
 def llava_1_5_7b() -> LlavaConfig:
     text = LlamaConfig(vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                        num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
                        rms_norm_eps=1e-5, pad_token_id=32001)
-    return LlavaConfig(vision_config=dict(model_type="clip_vision_model", **_CLIP_L_336), text_config=text.to_dict(),
-                       image_token_index=32000, projector_hidden_act="gelu", vision_feature_layer=-2,
-                       vision_feature_select_strategy="default")
+    return LlavaConfig(text_config=text.to_dict(), image_token_index=32000, **_LLAVA_CLIP_L_336)
 
 
 def llava_v1_6_mistral_7b() -> LlavaNextConfig:
     text = MistralConfig(vocab_size=32064, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
                          num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=32768,
                          rms_norm_eps=1e-5, rope_theta=1_000_000.0, sliding_window=None)
-    return LlavaNextConfig(vision_config=dict(model_type="clip_vision_model", **_CLIP_L_336),
-                           text_config=text.to_dict(), image_token_index=32000, projector_hidden_act="gelu",
-                           vision_feature_layer=-2, vision_feature_select_strategy="default",
-                           image_grid_pinpoints=_NEXT_PINPOINTS)
+    return LlavaNextConfig(text_config=text.to_dict(), image_token_index=32000, image_grid_pinpoints=_NEXT_PINPOINTS,
+                           **_LLAVA_CLIP_L_336)
 
 
 def llama3_llava_next_8b() -> LlavaNextConfig:
     text = LlamaConfig(vocab_size=128320, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
                        num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=8192,
                        rms_norm_eps=1e-5, rope_theta=500_000.0, bos_token_id=128000, eos_token_id=128009)
-    return LlavaNextConfig(vision_config=dict(model_type="clip_vision_model", **_CLIP_L_336),
-                           text_config=text.to_dict(), image_token_index=128256, projector_hidden_act="gelu",
-                           vision_feature_layer=-2, vision_feature_select_strategy="default",
-                           image_grid_pinpoints=_NEXT_PINPOINTS)
+    return LlavaNextConfig(text_config=text.to_dict(), image_token_index=128256, image_grid_pinpoints=_NEXT_PINPOINTS,
+                           **_LLAVA_CLIP_L_336)
 
 
 def llava_interleave_qwen_0_5b() -> LlavaConfig:
