@@ -13,6 +13,8 @@ import psutil
 import pytest
 from grading_cases import BROKEN_CLASS, FULL_POINTS, grade_cli, hostile_sources, results_of, write_submissions
 
+from vlm_course.grading import sandbox
+
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory, hidden_tests):
@@ -39,7 +41,10 @@ def test_process_mode_grades_like_the_namespace_mode(graded):
     assert good["score"] == FULL_POINTS, good["output"]
     assert good["extra_data"]["sandbox"]["mode"] == "process"
     assert good["extra_data"]["sandbox"]["network"] == "none" and good["extra_data"]["sandbox"]["filesystem"] == "none"
-    assert "it lacks network isolation, hidden files" in good["output"] and "nosymfollow" in graded["run"].stderr
+    assert "WEAKER SANDBOX: it lacks network isolation" in good["output"], good["output"]
+    assert good["extra_data"]["sandbox"]["lacks"] == sandbox.process_lacks()
+    for item in sandbox.process_lacks():
+        assert f"\n  - {item}" in graded["run"].stderr, graded["run"].stderr[-3000:]
     expected = {"loop_import": "timeout", "exit_import": "crashed", "daemon": "daemon"}
     for name, status in expected.items():
         r = results_of(graded["out"], name)

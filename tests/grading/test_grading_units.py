@@ -323,8 +323,8 @@ def test_results_follow_gradescope_and_count_only_clean_passes():
     assert "not run: grading of this submission was stopped" in r["tests"][3]["output"]
     extra = r["extra_data"]
     assert extra["status"] == "timeout" and extra["complete"] is True  # the most serious event wins
-    assert extra["details"] == ["chatbot.py: the file is missing from the submission", "image_search.py: x did not finish",
-                                "refused files: conftest.py"]
+    assert extra["details"] == ["image_search.py: x did not finish", "chatbot.py: the file is missing from the submission",
+                                "refused files: conftest.py"], "the reason of the status comes first"
     assert extra["groups"] == {"image_search": {"score": 2.0, "max_score": 3.0}, "chatbot": {"score": 0.0, "max_score": 4.0}}
     assert extra["submission_sha256"] == "a" * 64 and extra["tests_sha256"] == "b" * 64 and extra["grader_version"] == GRADER_VERSION
     broken = report.build_results(META, _data(collection_errors=["t/test_x.py: SyntaxError"]), "", runner.GradeOptions(), 1)
@@ -375,6 +375,36 @@ def test_the_summary_says_why_a_row_is_not_ok():
     assert lines[0].split() == ["submission", "image_search", "chatbot", "total", "status", "reason"]
     assert lines[2].rstrip().endswith(" ok")
     assert lines[3].split()[4:8] == ["error", "cannot", "grade", "erin.zip:"] and lines[3].endswith("...")
+    # the reason shown is the one of the status, whichever event came first
+    mixed = report.build_results(META, _data(), "", runner.GradeOptions(), 1.0)
+    row = report.summary_table([mixed]).splitlines()[2]
+    assert "timeout" in row and row.endswith("image_search.py: x did not finish"), row
+    for kind, status in (("crash", "crashed"), ("import", "import-error"), ("protocol", "protocol-error"),
+                         ("daemon", "daemon"), ("missing", "missing")):
+        events = [{"module": "chatbot", "kind": "daemon" if kind != "daemon" else "missing", "detail": "other"},
+                  {"module": "image_search", "kind": kind, "detail": f"why {kind}"}]
+        r = report.build_results(dict(META, refused=[]), _data(events=events), "", runner.GradeOptions(), 1.0)
+        if kind == "daemon":  # missing is more serious than daemon
+            assert r["extra_data"]["status"] == "missing" and report.reason(r) == "chatbot.py: other"
+            continue
+        assert r["extra_data"]["status"] == status and report.reason(r) == f"image_search.py: why {kind}", r["extra_data"]
+
+
+def test_the_process_sandbox_says_what_it_lacks(monkeypatch):
+    from vlm_course.grading import sandbox
+
+    def lacks(euid: int, others_read_python: bool) -> str:
+        monkeypatch.setattr(sandbox.os, "geteuid", lambda: euid)
+        monkeypatch.setattr(sandbox, "_reachable_by_others", lambda path: others_read_python)
+        return " | ".join(sandbox.process_lacks())
+
+    for words in ("network isolation", "hidden files", "read-only host", "nosymfollow", "disk quota", "IPC namespace"):
+        assert words in lacks(0, True)
+    assert "user of its own" not in lacks(0, True), "root drops the worker to a sandbox uid"
+    assert "runs as root" in lacks(0, False) and "does not enforce --nproc" in lacks(0, False)
+    assert "runs as your user" in lacks(1000, True) and "/proc" in lacks(1000, True)
+    line = report._sandbox_line({"mode": "process", "limits": {}, "lacks": ["a", "b, c"]})
+    assert line.endswith("WEAKER SANDBOX: it lacks a; b, c."), line
 
 
 def test_hidden_tests_show_the_description_and_the_learners_part_only():

@@ -128,8 +128,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if mode == "process":
         why = sandbox.namespace_support()[1] if args.sandbox == "auto" else "--sandbox process"
-        print(f"vlm-course grade: weaker sandbox (process mode: {why}): it lacks {', '.join(sandbox.PROCESS_LACKS)}; "
-              "see docs/grading.md", file=sys.stderr)
+        lacks = "".join(f"\n  - {item}" for item in sandbox.process_lacks())
+        print(f"vlm-course grade: weaker sandbox (process mode: {why}). Run it only in a throw-away container or VM "
+              f"holding nothing but the hidden tests and the submissions (docs/grading.md, section 4). It lacks:{lacks}",
+              file=sys.stderr)
     sandbox.become_subreaper()
     sources = [Path(s) for s in args.submissions]
     names = unique_names(sources)

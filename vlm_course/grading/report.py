@@ -72,12 +72,16 @@ def _test_passed(t: dict) -> bool:
 
 
 def _status(events: list[dict], extra_errors: list[str]) -> tuple[str, list[str]]:
-    kinds = ["error"] * len(extra_errors) + [EVENT_STATUS.get(e.get("kind"), "ok") for e in events]
-    status = min(kinds, key=STATUSES.index, default="ok")
-    details: list[str] = list(extra_errors)
+    """The submission's status (its most serious event) and the details, the most serious first: the
+    first detail is the reason of the status (the summary table shows it)."""
+    found = [("error", str(e)) for e in extra_errors]
     for e in events:
         where = f"{e['module']}.py: " if e.get("module") else ""
-        text = printable(f"{where}{e.get('detail', '')}")
+        found.append((EVENT_STATUS.get(e.get("kind"), "ok"), printable(f"{where}{e.get('detail', '')}")))
+    found.sort(key=lambda kd: STATUSES.index(kd[0]))  # stable: events of one kind keep their order
+    status = found[0][0] if found else "ok"
+    details: list[str] = []
+    for _kind, text in found:
         if text not in details:
             details.append(text)
     return status, details
@@ -90,7 +94,7 @@ def _sandbox_line(protections: dict | None) -> str:
     return (f"Sandbox: {protections.get('mode')} (network: {protections.get('network')}, files: {protections.get('filesystem')}, "
             f"uid {protections.get('uid')}, processes: {protections.get('pids')}; limits: {lim.get('cpu_s')} s CPU, "
             f"{lim.get('memory_mb')} MB memory, {lim.get('nproc')} processes, {lim.get('fsize_mb')} MB per file)"
-            + (f"; it lacks {', '.join(protections['lacks'])}." if protections.get("lacks") else "."))
+            + (f". WEAKER SANDBOX: it lacks {'; '.join(protections['lacks'])}." if protections.get("lacks") else "."))
 
 
 def build_results(meta: dict, data: dict | None, log_tail: str, options, elapsed: float) -> dict:

@@ -15,7 +15,8 @@ ends or the grader kills it, every process the worker left behind dies with it, 
 
 ``process`` (the fallback: no root, no ``unshare``, macOS): a plain child process in its own
 session with the same resource limits; the grader becomes a child subreaper so that daemons the
-worker detaches are found and killed. It does not hide files or block the network.
+worker detaches are found and killed. It does not hide files or block the network (``process_lacks``
+says everything it lacks).
 
 ``auto`` picks ``namespace`` where it works, else ``process``.
 """
@@ -40,8 +41,13 @@ import vlm_course
 from vlm_course.grading import scratch
 
 MODES = ("auto", "namespace", "process")
-PROCESS_LACKS = ("network isolation", "hidden files", "a read-only host", "an IPC namespace",
-                 "a nosymfollow scratch tmpfs (links planted in tmp_path are followed)", "a disk quota")
+PROCESS_LACKS = (  # what the process sandbox lacks whoever runs it (process_lacks adds the user's part)
+    "network isolation (the code can connect anywhere)",
+    "hidden files (the code can read the hidden tests, solutions/ and other submissions)",
+    "a read-only host (the code can write wherever the worker's user can, the output folder included)",
+    "a nosymfollow scratch tmpfs (links the code plants in tmp_path are followed by your tests) and a disk quota",
+    "an IPC namespace (System V shared memory and queues are shared with the machine)",
+)
 TRUSTED_BIN = ("/usr/bin", "/bin", "/usr/sbin", "/sbin")  # where the grader's own tools come from (never $PATH)
 SCRIPT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 PACKAGE_DIR = Path(vlm_course.__file__).resolve().parent
@@ -141,6 +147,26 @@ def resolve_mode(mode: str) -> str:
     if mode == "namespace":
         raise SandboxUnavailable(f"the namespace sandbox cannot run here: {why}. Use --sandbox process (weaker).")
     return "process"
+
+
+def process_drop_uid() -> bool:
+    """Process mode: whether the worker runs as a sandbox uid (the grader is root and other users can
+    read the Python installation), instead of as the grader's own user."""
+    return os.geteuid() == 0 and _reachable_by_others(_real(sys.executable))
+
+
+def process_lacks() -> list[str]:
+    """The protections the process sandbox lacks on this machine, in words (printed by the grader,
+    listed in each results.json as ``sandbox.lacks``; docs/grading.md section 4)."""
+    lacks = list(PROCESS_LACKS)
+    if os.geteuid() != 0:
+        lacks.append("a user of its own (the code runs as your user: it can read the grader's environment with "
+                     "its tokens in /proc, signal the grader, and --nproc also counts your own processes)")
+    elif not process_drop_uid():
+        lacks.append("a user of its own (the code runs as root, because other users cannot read the Python "
+                     "installation: it can do anything root can, and Linux does not enforce --nproc for root, "
+                     "so a fork bomb is stopped only by the time limits)")
+    return lacks
 
 
 def worker_command(config: dict) -> list[str]:
@@ -534,10 +560,8 @@ def launch(spec: SandboxSpec, argv: list[str], pass_fds: Sequence[int], stdout: 
                                  pass_fds=tuple(pass_fds), start_new_session=True, preexec_fn=_die_with_parent)
     else:
         become_subreaper()
-        drop = None
-        if os.geteuid() == 0 and _reachable_by_others(_real(sys.executable)):
-            drop = spec.uid
-        protections.update(network="none", filesystem="none", lacks=list(PROCESS_LACKS),
+        drop = spec.uid if process_drop_uid() else None
+        protections.update(network="none", filesystem="none", lacks=process_lacks(),
                            uid=drop if drop is not None else os.geteuid(),
                            pids="session" + ("" if drop is not None or os.geteuid() != 0 else " (fork limit not enforced for root)"))
         popen = subprocess.Popen(argv, env=env, cwd=spec.work_dir, stdin=subprocess.DEVNULL, stdout=stdout,
