@@ -224,7 +224,7 @@ class CLIPImageSearch:
         or a single folder or file path. Unreadable files are skipped, warned about and listed in
         ``self.skipped``; they do not stop the others.
         """
-        from tqdm.auto import tqdm
+        from vlm_course.progress import progress_bar  # a bar that stays readable in a saved notebook
 
         items = _expand(images)
         size = batch_size or self.batch_size
@@ -233,7 +233,7 @@ class CLIPImageSearch:
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
         added, skipped = 0, []
         # A helper thread reads and preprocesses the next batch while the model embeds this one.
-        with tqdm(total=len(items), desc="indexing", unit="img", disable=not progress) as bar, \
+        with progress_bar(total=len(items), desc="indexing", unit="img", disable=not progress) as bar, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-search-prep") as pool:
             pending = pool.submit(self._prepare, chunks[0]) if chunks else None
             for i, chunk in enumerate(chunks):

@@ -105,11 +105,20 @@ def _count_lines(path: Path) -> int:
         return 0
 
 
+def is_terminal(stream: TextIO) -> bool:
+    """True only for a real terminal: a notebook's output (whose kernel sets ``FORCE_COLOR=1``) and files are not."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
 def run_tests(exercises: list[str], folder: Path, out: Path, timeout: float = TIMEOUT_S, tests: Path | None = None,
-              progress: Callable[[int], None] | None = None) -> str:
+              progress: Callable[[int], None] | None = None, color: bool = False) -> str:
     """Run the exercise tests of ``exercises`` on ``folder`` silently; records go to ``out``. Returns a problem or ''.
 
-    ``progress(n)`` is called with the number of tests recorded so far, as they finish.
+    ``progress(n)`` is called with the number of tests recorded so far, as they finish. ``color``: let pytest
+    colour its messages (for a real terminal only; otherwise raw escape codes would reach the report).
     """
     files = [(tests or exercise_tests.folder()) / f"test_{name}.py" for name in exercises]
     env = dict(os.environ, **{OUT_ENV: str(out), SUBMISSION_ENV: str(folder)})
@@ -117,7 +126,7 @@ def run_tests(exercises: list[str], folder: Path, out: Path, timeout: float = TI
     env.setdefault("VLM_COURSE_PROFILE", "toy")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     cmd = [sys.executable, "-m", "pytest", *map(str, files), "-p", "vlm_course.check_plugin", "-p", "no:cacheprovider",
-           "-p", "no:nbval", "-q", "--no-header", "--tb=no"]
+           "-p", "no:nbval", "-q", "--no-header", "--tb=no", f"--color={'yes' if color else 'no'}"]
     log = out.with_suffix(".log")
     seen = 0
     with open(log, "wb") as sink:
@@ -180,7 +189,7 @@ def check(exercise: str | None = None, folder: str | os.PathLike | None = None, 
 
     with tempfile.TemporaryDirectory(prefix="vlm-check-") as tmp:
         out = Path(tmp) / "records.jsonl"
-        problem = run_tests(chosen, where, out, timeout, tests, progress)
+        problem = run_tests(chosen, where, out, timeout, tests, progress, color=is_terminal(stream))
         lines = out.read_text(encoding="utf-8").splitlines() if out.exists() else []
     print(file=stream, flush=True)
     result = CheckResult(where, chosen, collect(chosen, [json.loads(line) for line in lines]), problem)
