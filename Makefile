@@ -7,7 +7,7 @@ STAMP := $(VENV)/.vlm-course-installed
 # setuptools prints an "Editable installation" banner even under pip --quiet
 QUIET_EDITABLE := ignore:Editable installation:UserWarning
 
-.PHONY: lab test test-unit test-notebooks check notebook-filter lint toy-models clean-venv
+.PHONY: lab test test-unit test-notebooks check notebook-filter lint toy-models slides clean-venv
 
 # Optional, before the first run: TORCH_INDEX=https://download.pytorch.org/whl/cpu installs PyTorch's
 # CPU-only wheels first (about 4 GB smaller .venv; no CUDA libraries).
@@ -64,6 +64,16 @@ lint: $(STAMP)
 
 toy-models: $(STAMP)
 	$(VENV)/bin/vlm-course build-toy-models
+
+# Slides from the lessons: one reveal.js HTML per notebook (a slide per "##" section) and an
+# index.html, in build/slides/ (git-ignored). SLIDES_EXECUTE=1 runs each lesson first (toy profile)
+# so the slides show outputs; SLIDES_NOTEBOOKS=notebooks/01_clip.ipynb for one lesson.
+SLIDES_DIR ?= build/slides
+SLIDES_NOTEBOOKS ?= $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+SLIDES_EXECUTE ?=
+
+slides: $(STAMP)
+	$(PY) -m vlm_course.slides --out $(SLIDES_DIR) $(if $(SLIDES_EXECUTE),--execute) $(SLIDES_NOTEBOOKS)
 
 clean-venv:
 	rm -rf $(VENV)
