@@ -4,10 +4,10 @@ term per concept (see ``docs/glossary.md``).
 Korean spelling writes a particle (조사) or the copula (이다) right after the word it belongs to,
 also when that word is Latin, code or a number: "CLIP은", "`doctor`는", "transformers 5에서",
 "1입니다". This lint checks every Korean notebook cell (markdown, and the strings and comments of
-code cells) and every Korean Markdown page under ``docs/`` and ``solutions/``.
+code cells) and every Korean Markdown page under ``docs/``.
 
 The same rules fix the files: ``python tests/test_korean_style.py --fix`` rewrites notebooks
-(through nbformat, cell ids kept) and pages in place; it is idempotent, so after a merge conflict
+(through nbformat, cell ids kept) and pages in place (``--fix more.md ...`` also other Markdown files); it is idempotent, so after a merge conflict
 take the other side's file and run it again.
 """
 
@@ -104,17 +104,17 @@ def style_problems(text: str, where: str, *, check_terms: bool = True) -> list[s
 
 
 def korean_pages() -> list[Path]:
-    """Markdown pages under docs/ and solutions/ that contain Korean."""
-    pages = sorted((ROOT / "docs").rglob("*.md")) + sorted((ROOT / "solutions").rglob("*.md"))
+    """Markdown pages under docs/ that contain Korean."""
+    pages = sorted((ROOT / "docs").rglob("*.md"))
     return [p for p in pages if HANGUL.search(p.read_text(encoding="utf-8"))]
 
 
 def _rel(path: Path) -> str:
-    return path.relative_to(ROOT).as_posix()
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
 
 
-def fix_files() -> list[str]:
-    """Rewrite notebooks and Korean pages in place; return the paths that changed."""
+def fix_files(extra: list[Path] = ()) -> list[str]:
+    """Rewrite notebooks, Korean pages and ``extra`` Markdown files in place; return the paths that changed."""
     changed = []
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
@@ -127,7 +127,7 @@ def fix_files() -> list[str]:
         if dirty:
             nbformat.write(nb, path)
             changed.append(_rel(path))
-    for path in korean_pages():
+    for path in korean_pages() + [p.resolve() for p in extra]:
         text = path.read_text(encoding="utf-8")
         new = text if path == GLOSSARY else fix_text(text)
         if new != text:
@@ -217,7 +217,8 @@ def test_glossary_names_every_banned_variant() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["--fix"]:
-        sys.exit("usage: python tests/test_korean_style.py --fix   (rewrites notebooks and Korean pages in place)")
-    for name in fix_files():
+    if sys.argv[1:2] != ["--fix"]:
+        sys.exit("usage: python tests/test_korean_style.py --fix [MORE.md ...]   (rewrites notebooks, Korean docs/ pages "
+                 "and the Markdown files named, in place)")
+    for name in fix_files([Path(a) for a in sys.argv[2:]]):
         print("fixed", name)
