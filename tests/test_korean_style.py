@@ -4,7 +4,7 @@ term per concept (see ``docs/glossary.md``).
 Korean spelling writes a particle (조사) or the copula (이다) right after the word it belongs to,
 also when that word is Latin, code or a number: "CLIP은", "`doctor`는", "transformers 5에서",
 "1입니다". This lint checks every Korean notebook cell (markdown, and the strings and comments of
-code cells) and every Korean Markdown page under ``docs/``.
+code cells) and every Korean Markdown page under ``docs/`` and ``solutions/``.
 
 The same rules fix the files: ``python tests/test_korean_style.py --fix`` rewrites notebooks
 (through nbformat, cell ids kept) and pages in place (``--fix more.md ...`` also other Markdown files); it is idempotent, so after a merge conflict
@@ -104,8 +104,8 @@ def style_problems(text: str, where: str, *, check_terms: bool = True) -> list[s
 
 
 def korean_pages() -> list[Path]:
-    """Markdown pages under docs/ that contain Korean."""
-    pages = sorted((ROOT / "docs").rglob("*.md"))
+    """Markdown pages under docs/ and solutions/ that contain Korean."""
+    pages = sorted((ROOT / "docs").rglob("*.md")) + sorted((ROOT / "solutions").rglob("*.md"))
     return [p for p in pages if HANGUL.search(p.read_text(encoding="utf-8"))]
 
 
