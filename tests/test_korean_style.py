@@ -19,6 +19,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from markdown_it import MarkdownIt
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -104,8 +105,8 @@ def style_problems(text: str, where: str, *, check_terms: bool = True) -> list[s
 
 
 def korean_pages() -> list[Path]:
-    """Markdown pages under docs/ and solutions/ that contain Korean."""
-    pages = sorted((ROOT / "docs").rglob("*.md")) + sorted((ROOT / "solutions").rglob("*.md"))
+    """README.md and the Markdown pages under docs/ and solutions/ that contain Korean."""
+    pages = [ROOT / "README.md"] + sorted((ROOT / "docs").rglob("*.md")) + sorted((ROOT / "solutions").rglob("*.md"))
     return [p for p in pages if HANGUL.search(p.read_text(encoding="utf-8"))]
 
 
@@ -134,6 +135,23 @@ def fix_files(extra: list[Path] = ()) -> list[str]:
             path.write_text(new, encoding="utf-8")
             changed.append(_rel(path))
     return changed
+
+
+# CommonMark (JupyterLab, GitHub) closes ``**`` only where it is not squeezed between punctuation and a
+# letter: "**환각(hallucination)**입니다" prints its asterisks. Put the particle after the bold word
+# ("**환각**(hallucination)입니다").
+COMMONMARK = MarkdownIt("commonmark").enable("table")
+STRAY_EMPHASIS = re.compile(r"\*\*|(?<![\w\s])\*(?=[\uac00-\ud7a3])")
+
+
+def unrendered_emphasis(markdown: str, where: str) -> list[str]:
+    """One line per ``**`` or ``*`` that a CommonMark renderer shows as literal asterisks."""
+    problems = []
+    for token in COMMONMARK.parse(markdown):
+        for child in token.children or []:
+            if child.type == "text" and STRAY_EMPHASIS.search(child.content):
+                problems.append(f"{where}: emphasis does not render in {child.content[:80]!r}")
+    return problems
 
 
 # --- the rules themselves ---------------------------------------------------------------------
@@ -208,6 +226,30 @@ def test_korean_pages_style() -> None:
         "Korean style (docs/glossary.md); run `python tests/test_korean_style.py --fix` to fix:\n"
         + "\n".join(problems)
     )
+
+
+@pytest.mark.parametrize(
+    ("markdown", "renders"),
+    [
+        ("흔한 **환각(hallucination)**입니다.", False),
+        ("흔한 **환각**(hallucination)입니다.", True),
+        ("**`doctor`**는 점검합니다.", False),
+        ("`doctor`는 **점검**합니다. 2 * 3 = 6", True),
+    ],
+)
+def test_unrendered_emphasis_rule(markdown: str, renders: bool) -> None:
+    assert (not unrendered_emphasis(markdown, "example")) == renders
+
+
+def test_emphasis_renders_in_lessons_and_pages() -> None:
+    problems = []
+    for path in NOTEBOOKS:
+        for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            if cell.cell_type == "markdown":
+                problems += unrendered_emphasis(cell.source, f"{path.name} cell {i}")
+    for path in korean_pages():
+        problems += unrendered_emphasis(path.read_text(encoding="utf-8"), _rel(path))
+    assert not problems, "\n".join(problems)
 
 
 def test_glossary_names_every_banned_variant() -> None:
