@@ -51,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         raise
     sub = argparse.ArgumentParser(prog=f"vlm-course {name}", description=help_text)
     module.configure(sub, name)
+    own_args = argv[1:argv.index("--")] if "--" in argv else argv[1:]
+    if "-h" in own_args or "--help" in own_args:
+        # parse_intermixed_args hides positionals' defaults while it parses, so its help would fail on them
+        sub.print_help()
+        return 0
     args = sub.parse_intermixed_args(argv[1:])  # options may follow positionals: bench search --benchmarks DIR -- ARGS
     args.command = name
     return int(module.run(args) or 0)
