@@ -17,6 +17,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-7f1c2a"  # known to the hidden tests and the instructor's reference only
+TOKEN = "hf_canary4d9e27b1"  # in the grader's environment (HF_TOKEN) during the hostile class run
 
 HIDDEN_TESTS = f'''
 import os
@@ -312,7 +313,39 @@ def deeper_hostile_sources(ctx: dict) -> dict[str, dict[str, str]]:
                     f.write(b"x" * 1_000_000)
         ''') + BROKEN_CLASS},
         "guess_secret": {"image_search.py": GOOD.replace(f'return "{SECRET}"', 'return "my-guess"')},
+        # a worker forked from a fork server inspects what it inherited: file descriptors (a way back to
+        # the server?), capabilities, and memory holding the hidden tests' secret or the grader's token
+        "inherits": {"image_search.py": BROKEN_CLASS.replace('        raise NotImplementedError("secret")', INHERITS)},
     }
+
+
+INHERITS = textwrap.indent(textwrap.dedent(f'''
+    import gc, json, os, sys
+    needle = "".join([{SECRET[:4]!r}, {SECRET[4:]!r}])  # never whole in the source or its constants
+    token = "".join([{TOKEN[:5]!r}, {TOKEN[5:]!r}])
+    found = set()
+    for obj in gc.get_objects():
+        items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else ()
+        for item in items:
+            if isinstance(item, (str, bytes)):
+                text = item if isinstance(item, str) else item.decode("latin-1")
+                found.update(name for name, value in (("secret", needle), ("token", token)) if value in text)
+    with open("/proc/self/environ", "rb") as f:
+        if token.encode() in f.read() or token in str(dict(os.environ)):
+            found.add("token in the environment")
+    fds = {{}}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            fds[fd] = os.readlink(f"/proc/self/fd/{{fd}}").split(":")[0]
+        except OSError:
+            pass
+    with open("/proc/self/status") as f:
+        status = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+    report = {{"found": sorted(found), "fds": sorted(fds.values()), "uid": os.getuid(),
+              "caps": [status[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")],
+              "no_new_privs": status["NoNewPrivs"].strip(), "test_modules": [m for m in sys.modules if "test_" in m]}}
+    raise ValueError("REPORT " + json.dumps(report))
+''').strip("\n"), " " * 8)
 
 
 def write_bad_files(folder: Path) -> dict[str, Path]:
@@ -379,11 +412,13 @@ def write_submissions(folder: Path, sources: dict[str, dict[str, str]]) -> dict[
     return paths
 
 
-def grade_cli(*args: str | Path, timeout: float = 600, tmpdir: Path | None = None) -> subprocess.CompletedProcess:
+def grade_cli(*args: str | Path, timeout: float = 600, tmpdir: Path | None = None,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``vlm-course grade ARGS`` in a fresh process (its subreaper duty stays out of this test process);
-    ``tmpdir``: where its per-submission folders go (to check that nothing is left there)."""
+    ``tmpdir``: where its per-submission folders go (to check that nothing is left there); ``env``: more
+    environment variables."""
     cmd = [sys.executable, "-m", "vlm_course.cli", "grade", "--quiet", *map(str, args)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VLM_COURSE_GRADING")}
+    env = {k: v for k, v in {**os.environ, **(env or {})}.items() if not k.startswith("VLM_COURSE_GRADING")}
     if tmpdir is not None:
         tmpdir.mkdir(parents=True, exist_ok=True)
         env["TMPDIR"] = str(tmpdir)

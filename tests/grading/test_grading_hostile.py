@@ -23,6 +23,7 @@ from grading_cases import (
     FULL_POINTS,
     REPO,
     SECRET,
+    TOKEN,
     deeper_hostile_sources,
     grade_cli,
     hostile_sources,
@@ -112,7 +113,7 @@ def graded(tmp_path_factory, hidden_tests):
     try:
         run = grade_cli(*paths.values(), "--tests", hidden_tests, "--out", out, "--jobs", 2, "--timeout", 40,
                         "--call-timeout", 8, "--memory-mb", 768, "--nproc", NPROC, "--sandbox", "namespace",
-                        tmpdir=root / "grader_tmp")
+                        tmpdir=root / "grader_tmp", env={"HF_TOKEN": TOKEN})
     finally:
         server.close()
     leftover = [p.pid for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
@@ -306,6 +307,19 @@ def test_fake_results_files_are_overwritten_or_unreachable(graded):
     assert results_of(graded["out"], "fake_results")["score"] == 0.0
     assert results_of(graded["out"], "good")["score"] == FULL_POINTS
     assert "fake_results" in (graded["out"] / "gradebook.csv").read_text()
+
+
+def test_a_forked_worker_inherits_no_way_back_no_privileges_and_no_secrets(graded):
+    """Workers are forked from a process that imported torch before any learner code ran: they hold
+    no descriptor of a fork server, no capability, and neither the hidden tests nor the grader's token."""
+    r = results_of(graded["out"], "inherits")
+    assert r["extra_data"]["sandbox"]["start"].startswith("forked"), r["extra_data"]["sandbox"]
+    shown = _test(r, "test_knows_the_secret")["output"]
+    found = json.loads(shown.split("REPORT ", 1)[1].splitlines()[0])
+    assert found["found"] == [] and found["test_modules"] == [], found
+    assert "socket" not in found["fds"] and len(found["fds"]) <= 6, found["fds"]  # 0-2, two pipes, listdir's own
+    assert found["caps"] == ["0000000000000000"] * 5 and found["no_new_privs"] == "1", found
+    assert found["uid"] == r["extra_data"]["sandbox"]["uid"] >= 61000
 
 
 def test_daemons_die_with_the_sandbox(graded):

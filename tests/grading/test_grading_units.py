@@ -7,6 +7,8 @@ import json
 import math
 import os
 import pathlib
+import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -547,3 +549,61 @@ def test_warnings_filters_of_the_trusted_side_apply():
         warnings.simplefilter("always")
         remote._answer(None, reply, "test")
     assert [(w.category, str(w.message), w.lineno) for w in caught] == [(DeprecationWarning, "old", 3)]
+
+
+ADOPTION = '''
+import os, signal, subprocess, sys, time
+from vlm_course.grading import forkserver, sandbox
+
+assert sandbox.become_subreaper()
+
+def handler(request, fds):
+    os.write(fds[0], f"{os.getppid()} {sorted(map(int, os.listdir('/proc/self/fd')))}".encode())
+    os.close(fds[0])
+    time.sleep(request["sleep"])
+    return request["code"]
+
+client = forkserver.start_worker_server(handler)
+out = []
+for sleep, code in ((0, 3), (30, 0)):
+    r, w = os.pipe()
+    proc = client.fork("worker", {"sleep": sleep, "code": code}, [w])
+    os.close(w)
+    out.append(os.read(r, 4096).decode())
+    os.close(r)
+    if sleep:
+        try:
+            proc.wait(timeout=0.5)
+            out.append("no timeout")
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+        out.append(str(proc.wait(timeout=10)))
+    else:
+        out.append(str(proc.wait(timeout=10)))
+client.close()
+out.append(str(client.server.returncode))
+print(os.getpid(), "|".join(out))
+'''
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork servers need Linux")
+def test_a_fork_server_hands_each_process_to_the_asker(tmp_path):
+    """A forked process is adopted by the process that asked for it (it waits for it and kills it like a
+    child of its own) and holds no descriptor of the server's but those passed to it."""
+    done = subprocess.run([sys.executable, "-c", ADOPTION], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    me, report = done.stdout.split(maxsplit=1)
+    first, code, second, killed, server = report.strip().split("|")
+    assert first.split()[0] == me and second.split()[0] == me, "adopted by the asker"
+    assert first.split(maxsplit=1)[1] == "[0, 1, 2, 3, 4]", first  # 0-2, the pipe passed in, listdir's own
+    assert (code, killed, server) == ("3", "-9", "0")
+
+
+def test_a_fork_server_preloads_what_the_tests_import(tmp_path):
+    from vlm_course.grading import forkserver
+
+    (tmp_path / "test_x.py").write_text("import os\nfrom transformers import CLIPModel\nfrom . import helper\n"
+                                        "def test():\n    import numpy.linalg\n")
+    (tmp_path / "test_broken.py").write_text("def (:\n")
+    found = forkserver.imports_of([tmp_path / "test_x.py", tmp_path / "test_broken.py", tmp_path / "missing.py"])
+    assert found == ["os", "transformers", "transformers:CLIPModel", "numpy.linalg"]

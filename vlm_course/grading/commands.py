@@ -46,6 +46,10 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--show-failures", action="store_true",
                         help="show learners the full failure messages of --tests too (default: only for the course's "
                              "own tests; hidden tests show the test's description and what the learner's code raised)")
+    parser.add_argument("--start", choices=("fork", "spawn"), default="fork",
+                        help="fork (default, Linux): the test processes and workers are forked from a process that "
+                             "imported torch and transformers once per run, before any learner code; spawn: each "
+                             "starts a fresh interpreter (slower; for comparison)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--export-gradescope", type=Path, default=None, metavar="ZIP",
                         help="write a Gradescope autograder bundle (setup.sh, run_autograder, the tests and these "
@@ -81,6 +85,7 @@ def options_from(args: argparse.Namespace) -> runner.GradeOptions:
         visibility=args.visibility, hidden=sorted({s.resolve().parent for s in args.submissions}),
         scratch_mb=args.scratch_mb,
         withhold=args.tests.resolve() != runner.DEFAULT_TESTS.resolve() and not args.show_failures,
+        start=args.start,
     )
 
 
@@ -88,7 +93,7 @@ def bundle_args(args: argparse.Namespace) -> list[str]:
     """The grading options of this command line, as ``vlm-course grade`` arguments for the autograder."""
     out = ["--timeout", args.timeout, "--call-timeout", args.call_timeout, "--memory-mb", args.memory_mb,
            "--nproc", args.nproc, "--fsize-mb", args.fsize_mb, "--output-kb", args.output_kb,
-           "--scratch-mb", args.scratch_mb, "--sandbox", args.sandbox, "--visibility", args.visibility]
+           "--scratch-mb", args.scratch_mb, "--sandbox", args.sandbox, "--visibility", args.visibility, "--start", args.start]
     if args.cpu_s:
         out += ["--cpu-s", args.cpu_s]
     for only in args.only:
@@ -158,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(total=len(sources), desc="grading", unit="submission", disable=args.quiet, file=sys.stderr)
     gradebook = options.out_dir / "gradebook.csv"
     try:
-        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        with runner.class_server(options), ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             futures = {pool.submit(job, i): i for i in range(len(sources))}
             for fut in as_completed(futures):
                 i = futures[fut]

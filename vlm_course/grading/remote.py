@@ -75,12 +75,18 @@ class SessionConfig:
     max_restarts: int = 2
     report: str | None = None  # where the plugin writes its report
     scratch_mb: int = 1024  # size of the scratch tmpfs (namespace mode)
+    start: str = "spawn"  # "fork": workers are forked from this process's worker server (forkserver)
+    preload: list[str] = field(default_factory=list)  # what a worker server imports first (forkserver.preload)
 
     @classmethod
     def from_env(cls) -> SessionConfig:
         path = os.environ.get(GRADING_ENV)
         if not path:
             raise RuntimeError(f"${GRADING_ENV} is not set: this process is not grading")
+        return cls.read(path)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> SessionConfig:
         with open(path, encoding="utf-8") as f:
             return cls(**json.load(f))
 
@@ -232,7 +238,7 @@ class Worker:
         )
         config = {"request_fd": req_r, "reply_fd": rep_w, "work_dir": str(work_dir), "limits": limits.as_dict()}
         try:
-            self.launched = sandbox.launch(spec, sandbox.worker_command(config), pass_fds=(req_r, rep_w), stdout=out_w)
+            self.launched = sandbox.launch(spec, config, pass_fds=(req_r, rep_w), stdout=out_w, server=_WORKER_SERVER)
         finally:
             for fd in (req_r, rep_w, out_w):
                 os.close(fd)
@@ -419,6 +425,20 @@ class RemoteSession:
 
 
 _SESSION: RemoteSession | None = None
+_WORKER_SERVER = None  # forkserver.Client of this trusted process, when its workers are forked
+
+
+def set_worker_server(client) -> None:
+    """Fork this process's workers from ``client`` (a ``forkserver.Client``) from now on."""
+    global _WORKER_SERVER
+    _WORKER_SERVER = client
+
+
+def close_worker_server() -> None:
+    global _WORKER_SERVER
+    if _WORKER_SERVER is not None:
+        _WORKER_SERVER.close()
+        _WORKER_SERVER = None
 
 
 def session() -> RemoteSession:

@@ -7,6 +7,7 @@ Its report (written by the plugin) and the runner's own checks become the result
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlm_course import exercise_tests
-from vlm_course.grading import GRADER_VERSION, report, sandbox, scratch
+from vlm_course.grading import GRADER_VERSION, forkserver, report, sandbox, scratch
 from vlm_course.grading.remote import GRADING_ENV, OutputBuffer, SessionConfig
 from vlm_course.grading.report import printable
 
@@ -49,6 +50,7 @@ class GradeOptions:
     max_restarts: int = 2
     hidden: list[Path] = field(default_factory=list)  # extra folders the worker must not see
     scratch_mb: int = 1024  # the submission's scratch tmpfs (worker folders and pytest's tmp_path)
+    start: str = "fork"  # fork: processes forked from fork servers that imported torch once (forkserver); spawn: fresh ones
 
 
 @dataclass
@@ -302,26 +304,45 @@ def _run_tests(sub: Submission, options: GradeOptions, slot: int) -> tuple[dict 
             uid_base=sandbox.BASE_UID + 16 * slot, mode=mode, limits=options.limits.as_dict(),
             call_timeout=options.call_timeout, deadline=deadline, max_restarts=options.max_restarts,
             report=str(report_path), scratch_mb=options.scratch_mb,
+            # forked only under a class server (the CLI's): a spawned test process may hold secrets of the
+            # grader's environment, which no worker may inherit
+            start="fork" if options.start == "fork" and _CLASS_SERVER is not None else "spawn",
+            preload=forkserver.imports_of(files),
         )
         config_path = root / "session.json"
         config.write(config_path)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "VLM_COURSE_SUBMISSION", GRADING_ENV))}
         env.update({"HF_HUB_OFFLINE": "1", "VLM_COURSE_PROFILE": "toy", "TOKENIZERS_PARALLELISM": "false",
                     "OMP_NUM_THREADS": str(options.limits.threads), "PYTHONDONTWRITEBYTECODE": "1"})
-        cmd = [sys.executable, "-m", "vlm_course.grading.trusted", str(config_path), *map(str, files),
-               "-p", "vlm_course.grading.plugin", "-p", "no:cacheprovider", "-p", "no:nbval",
-               f"--basetemp={work / 'shared' / 'pytest'}", "-q", "-rN", "--no-header", "--color=no", "--tb=short"]
-        if mode == "namespace":  # its own mount namespace, where the scratch tmpfs lives and dies
-            cmd = [sandbox.tool("unshare"), "--mount", "--propagation", "private", "--", *cmd]
+        args = [str(config_path), *map(str, files),
+                "-p", "vlm_course.grading.plugin", "-p", "no:cacheprovider", "-p", "no:nbval",
+                f"--basetemp={work / 'shared' / 'pytest'}", "-q", "-rN", "--no-header", "--color=no", "--tb=short"]
         log_r, log_w = os.pipe()
         try:
-            proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log_w, stderr=log_w,
-                                    start_new_session=True)
+            proc = None
+            server = _CLASS_SERVER if config.start == "fork" else None
+            if server is not None:  # forked from the class run's server, which imported torch once
+                env_file = root / "env.json"
+                scratch.write_file(root, env_file.name, json.dumps(env).encode())  # root's folder, mode 0600
+                request = {"cwd": str(root), "argv": args, "env_file": str(env_file),
+                           "unshare": sandbox.CLONE_NEWNS if mode == "namespace" else 0}
+                try:
+                    with _LOCK:  # adopted by this process: in ACTIVE before anyone reaps orphans
+                        proc = server.fork("trusted", request, [log_w], args="trusted test process", adopt=ACTIVE.add)
+                except forkserver.ForkServerError:  # the server died (e.g. the OOM killer): start this one afresh
+                    config.start = "spawn"
+                    config.write(config_path)
+            if proc is None:
+                cmd = [sys.executable, "-m", "vlm_course.grading.trusted", *args]
+                if mode == "namespace":  # its own mount namespace, where the scratch tmpfs lives and dies
+                    cmd = [sandbox.tool("unshare"), "--mount", "--propagation", "private", "--", *cmd]
+                proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log_w, stderr=log_w,
+                                        start_new_session=True)
+                with _LOCK:
+                    ACTIVE.add(proc.pid)
         finally:
             os.close(log_w)
         log = OutputBuffer(log_r, LOG_TAIL, tail=True)
-        with _LOCK:
-            ACTIVE.add(proc.pid)
         stopped = None
         try:
             proc.wait(timeout=options.timeout + 60)
@@ -347,6 +368,29 @@ def _run_tests(sub: Submission, options: GradeOptions, slot: int) -> tuple[dict 
 
 ACTIVE: set[int] = set()  # pids of the test processes running now
 _LOCK = threading.Lock()
+_CLASS_SERVER: forkserver.Client | None = None
+
+
+@contextlib.contextmanager
+def class_server(options: GradeOptions):
+    """The class run's fork server (``forkserver``) while the block runs, when ``options.start`` is
+    ``fork``; where it cannot start, the processes are spawned (a note on stderr says so)."""
+    global _CLASS_SERVER
+    if options.start != "fork" or not forkserver.supported():
+        yield None
+        return
+    try:
+        _CLASS_SERVER = forkserver.start_class_server(options.limits.threads, forkserver.imports_of(test_files(options)))
+    except (OSError, forkserver.ForkServerError) as exc:
+        print(f"vlm-course grade: no fork server ({exc}); every process imports torch itself (slower)", file=sys.stderr)
+        options.start = "spawn"
+        yield None
+        return
+    try:
+        yield _CLASS_SERVER
+    finally:
+        server, _CLASS_SERVER = _CLASS_SERVER, None
+        server.close()
 
 
 def stop_all() -> None:

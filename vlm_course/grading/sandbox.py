@@ -354,13 +354,29 @@ def setup_script(plan: MountPlan, spec: SandboxSpec) -> str:
     read-only before anything is brought back, so the worker can write only to its own folder,
     the shared test folder and its private ``/tmp``, ``/var/tmp`` and ``/dev/shm``."""
     q = shlex.quote
+    setpriv = q(tool("setpriv") or "setpriv")
+    return mount_script(plan, spec) + "\n".join([
+        f"cd {q(str(spec.work_dir))}",
+        # the worker as an unprivileged uid without capabilities; this root shell stays PID 1 and waits
+        f"{setpriv} --reuid={spec.uid} --regid={spec.uid} --clear-groups --no-new-privs --inh-caps=-all "
+        '--bounding-set=-all -- "$@" </dev/null &',
+        "wait $!",
+    ]) + "\n"
+
+
+def mount_script(plan: MountPlan, spec: SandboxSpec, proc: bool = False) -> str:
+    """The mounts of ``setup_script`` (run as root inside the new namespaces): the host read-only, the
+    hidden folders covered, what the worker needs brought back. ``proc``: mount this PID namespace's
+    ``/proc`` first (``unshare --mount-proc`` does it on the spawn path)."""
+    q = shlex.quote
     mkdir, cp, chmod = (q(tool(n) or n) for n in ("mkdir", "cp", "chmod"))
     # -n: no record in /run/mount/utab (read-only by then; nothing outside this namespace needs it)
     mount, umount = (f"{q(tool(n) or n)} -n" for n in ("mount", "umount"))
-    setpriv = q(tool("setpriv") or "setpriv")
     fsize = max(1, spec.limits.fsize_mb)
     copy_mb = 1 + sum(p.stat().st_size for p in plan.copies) // (1024 * 1024)
     lines = ["set -e", f"PATH={SCRIPT_PATH}", "export PATH", "umask 022", f"{mount} --make-rprivate /"]
+    if proc:
+        lines.append(f"{mount} -t proc -o nosuid,nodev,noexec proc /proc")
     for point, flags in host_mounts():  # the host read-only, keeping nosuid/nodev/noexec where they were
         opts = ",".join(x for x in ("remount,bind,ro", flags) if x)
         lines.append(f"if [ -d {q(point)} ]; then {mount} -o {opts} {q(point)}; fi")
@@ -380,14 +396,7 @@ def setup_script(plan: MountPlan, spec: SandboxSpec) -> str:
         lines.append(f"if [ -d {q(str(path))} ]; then {mount} -t tmpfs -o size=1m,mode={mode} vlm-hide {q(str(path))}; fi")
     for i, path in enumerate(plan.copies):
         lines.append(f"{mount} --bind {q(f'{plan.stage}/copy{i}')} {q(str(path))}")
-    lines += [
-        f"{umount} -l {q(str(plan.stage))}",
-        f"cd {q(str(spec.work_dir))}",
-        # the worker as an unprivileged uid without capabilities; this root shell stays PID 1 and waits
-        f"{setpriv} --reuid={spec.uid} --regid={spec.uid} --clear-groups --no-new-privs --inh-caps=-all "
-        '--bounding-set=-all -- "$@" </dev/null &',
-        "wait $!",
-    ]
+    lines.append(f"{umount} -l {q(str(plan.stage))}")
     return "\n".join(lines) + "\n"
 
 
@@ -414,6 +423,7 @@ def become_subreaper() -> bool:
 
 
 _SUBREAPER = False
+SERVER_PIDS: set[int] = set()  # this process's fork servers (forkserver): children that are no orphans
 
 
 def _die_with_parent() -> None:
@@ -434,11 +444,13 @@ def _reachable_by_others(path: Path) -> bool:
 
 @dataclass
 class Launched:
-    """A started worker: ``popen`` is the outermost process (``unshare`` or the worker itself)."""
+    """A started worker: ``popen`` is the outermost process (``unshare``, the namespace's PID 1 forked
+    by a fork server, or the worker itself)."""
 
     popen: subprocess.Popen
     mode: str
     protections: dict
+    forked: bool = False
 
     def leftovers(self, others: set[int] = frozenset()) -> int:
         """How many processes besides the worker itself it has started and left running (daemons...).
@@ -449,7 +461,7 @@ class Launched:
 
             root = psutil.Process(self.popen.pid)
             if self.mode == "namespace":  # unshare -> sh (PID 1 inside) -> the worker, and what it left
-                inits = root.children()
+                inits = [root] if self.forked else root.children()  # forked: PID 1 -> the worker
                 kids = inits[0].children() if inits else []
                 if not kids:
                     return 0
@@ -458,7 +470,7 @@ class Launched:
             count = sum(1 for p in root.children(recursive=True) if _running(p))
             if _SUBREAPER:  # orphans adopted by this process
                 count += sum(1 for p in psutil.Process().children() if p.pid != self.popen.pid and p.pid not in others
-                             and _running(p))
+                             and p.pid not in SERVER_PIDS and _running(p))
             return count
         except Exception:  # noqa: BLE001 - psutil missing or processes gone meanwhile
             return 0
@@ -520,6 +532,7 @@ def reap_orphans(keep: set[int]) -> int:
     """Kill children of this process other than ``keep`` (daemons it adopted as a subreaper)."""
     if not _SUBREAPER:  # only a subreaper adopts orphans; otherwise our children are all our own
         return 0
+    keep = set(keep) | SERVER_PIDS
     try:
         import psutil
     except ImportError:
@@ -541,8 +554,10 @@ def reap_orphans(keep: set[int]) -> int:
     return killed
 
 
-def launch(spec: SandboxSpec, argv: list[str], pass_fds: Sequence[int], stdout: int) -> Launched:
-    """Start ``argv`` (the worker) in the sandbox; its stdout and stderr go to the fd ``stdout``."""
+def launch(spec: SandboxSpec, config: dict, pass_fds: Sequence[int], stdout: int, server=None) -> Launched:
+    """Start the worker (``worker.main(config)``) in the sandbox; its stdout and stderr go to the fd
+    ``stdout``. ``pass_fds``: its request and reply pipes (``config`` names them). With ``server`` (a
+    ``forkserver.Client``), the worker is forked from it instead of started as a new interpreter."""
     mode = resolve_mode(spec.mode)
     env = worker_env(spec, mode)
     limits = spec.limits
@@ -550,21 +565,159 @@ def launch(spec: SandboxSpec, argv: list[str], pass_fds: Sequence[int], stdout: 
         "mode": mode,
         "limits": limits.as_dict(),
     }
+    if server is not None:
+        return _launch_forked(spec, mode, env, config, pass_fds, stdout, server, protections)
+    argv = worker_command(config)
     if mode == "namespace":
         plan = mount_plan(spec)
         cmd = [tool("unshare"), "--net", "--mount", "--ipc", "--pid", "--fork", "--kill-child", "--mount-proc",
                tool("sh"), "-c", setup_script(plan, spec), "vlm-sandbox", *argv]
-        protections.update(network="namespace", filesystem="hidden", host="read-only", uid=spec.uid, pids="namespace",
-                           ipc="namespace", scratch="tmpfs, nosymfollow")
+        _namespace_protections(protections, spec)
         popen = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stdout,
                                  pass_fds=tuple(pass_fds), start_new_session=True, preexec_fn=_die_with_parent)
     else:
         become_subreaper()
         drop = spec.uid if process_drop_uid() else None
-        protections.update(network="none", filesystem="none", lacks=process_lacks(),
-                           uid=drop if drop is not None else os.geteuid(),
-                           pids="session" + ("" if drop is not None or os.geteuid() != 0 else " (fork limit not enforced for root)"))
+        _process_protections(protections, drop)
         popen = subprocess.Popen(argv, env=env, cwd=spec.work_dir, stdin=subprocess.DEVNULL, stdout=stdout,
                                  stderr=stdout, pass_fds=tuple(pass_fds), start_new_session=True,
                                  preexec_fn=lambda: _process_preexec(limits, drop))
     return Launched(popen=popen, mode=mode, protections=protections)
+
+
+def _namespace_protections(protections: dict, spec: SandboxSpec) -> None:
+    protections.update(network="namespace", filesystem="hidden", host="read-only", uid=spec.uid, pids="namespace",
+                       ipc="namespace", scratch="tmpfs, nosymfollow")
+
+
+def _process_protections(protections: dict, drop: int | None) -> None:
+    protections.update(network="none", filesystem="none", lacks=process_lacks(),
+                       uid=drop if drop is not None else os.geteuid(),
+                       pids="session" + ("" if drop is not None or os.geteuid() != 0 else " (fork limit not enforced for root)"))
+
+
+# ---- forked workers (forkserver) ---------------------------------------------------------------------
+
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWPID = 0x00020000, 0x08000000, 0x40000000, 0x20000000
+PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 4, 24, 38
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def _launch_forked(spec: SandboxSpec, mode: str, env: dict, config: dict, pass_fds: Sequence[int], stdout: int,
+                   server, protections: dict) -> Launched:
+    """The worker forked from this trusted process's worker server (``forkserver``): in namespace mode
+    the server's short-lived middle process enters new network, mount, IPC and PID namespaces and the
+    forked process is their PID 1 (``sandboxed_child``); in process mode it is the worker itself."""
+    request = {"mode": mode, "env": env, "config": config, "work_dir": str(spec.work_dir)}
+    if mode == "namespace":
+        request.update(unshare=CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWPID, uid=spec.uid,
+                       script=mount_script(mount_plan(spec), spec, proc=True))
+        _namespace_protections(protections, spec)
+    else:
+        become_subreaper()
+        request["uid"] = spec.uid if process_drop_uid() else None
+        _process_protections(protections, request["uid"])
+    protections["start"] = "forked from a process that imported the libraries before any learner code ran"
+    fds = [*pass_fds, stdout]
+    popen = server.fork("worker", request, fds, args=f"sandboxed worker ({mode})")
+    return Launched(popen=popen, mode=mode, protections=protections, forked=True)
+
+
+def sandboxed_child(request: dict, fds: list[int]) -> int:
+    """Runs in the process a worker server forked (already in the new namespaces in namespace mode):
+    returns its exit status. Namespace mode: as PID 1 (root), make the mounts with ``mount_script``,
+    fork the worker, wait for it and exit like the spawn path's ``sh`` (128 + the signal that killed
+    it), which takes everything the worker left with the namespace. Process mode: become the worker."""
+    from vlm_course.grading import forkserver
+
+    req_r, rep_w, out = fds
+    os.setsid()
+    _die_with_parent()  # the trusted process has adopted us by now
+    forkserver.close_fds_except([req_r, rep_w, out])
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(null)
+    os.close(out)
+    if request["mode"] != "namespace":
+        return _become_worker(request, req_r, rep_w)
+    done = subprocess.run([tool("sh"), "-c", request["script"]], env={"PATH": SCRIPT_PATH}, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=2, close_fds=True)
+    if done.returncode != 0:
+        os.write(2, f"the sandbox could not be set up (mount script status {done.returncode})\n".encode())
+        return 125
+    worker = os.fork()
+    if worker == 0:
+        code = 70
+        try:
+            code = _become_worker(request, req_r, rep_w)
+        finally:
+            os._exit(code)
+    for fd in (req_r, rep_w):
+        os.close(fd)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    os.close(null)
+    while True:  # PID 1: reap whatever ends, until the worker does
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 70
+        if pid == worker:
+            return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.waitstatus_to_exitcode(status)
+
+
+def _become_worker(request: dict, req_r: int, rep_w: int) -> int:
+    """Turn this forked process into the worker: its folder, its scrubbed environment, no privileges."""
+    import io
+
+    work = request["work_dir"]
+    os.chdir(work)
+    os.umask(0o022)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.dont_write_bytecode = True
+    if request.get("uid") is not None:
+        drop_privileges(int(request["uid"]))
+    for name, fd in (("stdout", 1), ("stderr", 2)):  # unbuffered, as PYTHONUNBUFFERED gives a new interpreter
+        setattr(sys, name, io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding="utf-8",
+                                            errors="backslashreplace", write_through=True))
+    from vlm_course.grading import worker
+
+    return worker.main_forked(dict(request["config"], request_fd=req_r, reply_fd=rep_w))
+
+
+def drop_privileges(uid: int) -> None:
+    """Become ``uid`` (and gid) with no supplementary groups, no capabilities (bounding, inheritable and
+    ambient sets emptied too) and ``no_new_privs``, as ``setpriv`` does on the spawn path; checked in
+    ``/proc/self/status`` afterwards (RuntimeError if anything is left)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if os.geteuid() == 0:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap") as f:
+                last = int(f.read())
+        except (OSError, ValueError):
+            last = 63
+        for cap in range(last + 1):
+            if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+                raise RuntimeError(f"cannot drop capability {cap} from the bounding set")
+        os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise RuntimeError("cannot set no_new_privs")
+    # changing the uid made the process undumpable, its /proc/self files root's; a new interpreter (the
+    # spawn path's exec) would be dumpable again: the same here (it holds nothing secret by design)
+    libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable x 2: all empty
+    if libc.capset(header, data) != 0:
+        raise RuntimeError("cannot clear the capability sets")
+    with open("/proc/self/status") as f:
+        status = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+    caps = [status.get(k, "0").strip() for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")]
+    ids = status.get("Uid", "").split() + status.get("Gid", "").split()
+    if any(int(c, 16) for c in caps) or set(ids) != {str(uid)} or status.get("NoNewPrivs", "").strip() != "1":
+        raise RuntimeError(f"privileges left after the drop: {caps} {ids}")

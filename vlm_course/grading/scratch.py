@@ -35,6 +35,19 @@ def mount_tmpfs(target: Path, size_mb: int, mode: int = 0o755) -> None:
         raise OSError(err, f"cannot mount the scratch tmpfs on {target}: {os.strerror(err)}")
 
 
+MS_REC, MS_PRIVATE = 16384, 1 << 18
+
+
+def make_mounts_private() -> None:
+    """Make every mount of this mount namespace private (``mount --make-rprivate /``), so that what is
+    mounted here never propagates to the machine; OSError if refused."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
+    if libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"cannot make the mounts private: {os.strerror(err)}")
+
+
 def new_dir(parent: Path, name: str, uid: int | None = None, mode: int = 0o700) -> Path:
     """Create ``parent/name`` (fresh: it must not exist) owned by ``uid`` from the start; returns its path.
 

@@ -26,8 +26,11 @@ MAX_TRACEBACK = 6000
 BUILTIN_OPS = {"len": len, "iter": iter, "next": next, "repr": repr, "str": str, "bool": bool, "dir": dir}
 
 
-def apply_limits(limits: dict) -> None:
-    """CPU time, address space, processes (of this uid) and file size, before any learner code runs."""
+def apply_limits(limits: dict, preloaded_bytes: int = 0) -> None:
+    """CPU time, address space, processes (of this uid) and file size, before any learner code runs.
+
+    ``preloaded_bytes``: address space the process already uses for libraries imported before it was
+    forked (torch, transformers); the memory limit comes on top of it."""
     try:
         import resource
     except ImportError:  # not POSIX
@@ -47,7 +50,7 @@ def apply_limits(limits: dict) -> None:
     cap(resource.RLIMIT_CPU, int(limits["cpu_s"]), int(limits["cpu_s"]) + 5)  # SIGXCPU, then SIGKILL
     cap(resource.RLIMIT_FSIZE, int(limits["fsize_mb"]) * 1024 * 1024)
     cap(resource.RLIMIT_CORE, 0)
-    memory = int(limits["memory_mb"]) * 1024 * 1024
+    memory = int(limits["memory_mb"]) * 1024 * 1024 + max(0, int(preloaded_bytes))
     cap(getattr(resource, "RLIMIT_AS", resource.RLIMIT_DATA), memory)
     if hasattr(resource, "RLIMIT_NPROC"):
         cap(resource.RLIMIT_NPROC, int(limits["nproc"]) + _tasks_of_this_uid())
@@ -206,6 +209,28 @@ def serve(request_fd: int, reply_fd: int, work_dir: Path) -> int:
             protocol.send(reply_fd, {"error": {"type": "ValueError", "mro": ["ValueError", "Exception", "BaseException"],
                                                "args": None, "message": f"the answer cannot be sent back: {exc}",
                                                "traceback": ""}, "warnings": []})
+
+
+def address_space_bytes() -> int:
+    """This process's address space now (``VmSize``), 0 if unknown."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def main_forked(config: dict) -> int:
+    """The worker in a process forked from a worker server (``sandbox.sandboxed_child``): the memory
+    limit counts on top of the libraries it was forked with."""
+    apply_limits(config["limits"], preloaded_bytes=address_space_bytes())
+    sys.stdin = io.StringIO()
+    work_dir = Path(config["work_dir"])
+    os.chdir(work_dir)
+    return serve(int(config["request_fd"]), int(config["reply_fd"]), work_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
