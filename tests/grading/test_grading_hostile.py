@@ -265,7 +265,7 @@ def test_hidden_expected_values_never_reach_the_learner(graded):
 def test_bad_files_are_error_rows_and_odd_names_are_shown_safely(graded):
     for name in GRADED_LIKE_GOOD:
         r = results_of(graded["out"], name)
-        assert r["score"] == FULL_POINTS and r["extra_data"]["status"] == "ok", f"{name}: {r['output']}"
+        assert r["score"] == FULL_POINTS and r["extra_data"]["status"] == "ok", f"{name}: {r['output']} {_details(r)}"
     refused = results_of(graded["out"], "odd")["extra_data"]["refused"]
     assert refused == ["n\\udcffme\\x1b[31m.txt"], refused
     gradebook = (graded["out"] / "gradebook.csv").read_text()
