@@ -206,6 +206,11 @@ def serve(sock: socket.socket, handlers: dict[str, Callable[[dict, list[int]], i
                     code = 70
                     try:
                         code = handler(request, fds)
+                    except BaseException:  # noqa: BLE001 - said on the new process's stderr (its log)
+                        import traceback
+
+                        traceback.print_exc()
+                        sys.stderr.flush()
                     finally:
                         os._exit(code)
                 os.write(pid_w, str(child).encode())
