@@ -224,3 +224,16 @@ def test_use_korean_font_without_any_hangul_font_leaves_settings_alone(monkeypat
         before = list(matplotlib.rcParams["font.family"])
         assert display.use_korean_font() is None
         assert list(matplotlib.rcParams["font.family"]) == before
+
+
+def test_answer_mark():
+    from vlm_course.display import answer_mark
+
+    assert answer_mark("two", "two") == "✓"
+    assert answer_mark(" Two. ", "two") == "✓"  # case, spaces and a final period do not count
+    assert answer_mark("There are two squares.", "There are three squares.") == "✗ (정답: 'There are three squares.')"
+    assert answer_mark("a photo of a square", ["a photo of a red square", "a photo of a square"]) == "✓"
+    assert answer_mark("blue", ("red", "green")) == "✗ (정답: 'red' | 'green')"
+    assert answer_mark("anything", None) == ""  # no key (hub profile): no mark
+    with pytest.raises(ValueError, match="key is empty"):
+        answer_mark("two", [])

@@ -169,3 +169,64 @@ def test_none_fit_labels_describe_nothing_in_the_scene():
         assert len(ex.none_fit_labels) == 3 == len(set(ex.none_fit_labels))
         assert not true_toy_labels(ex.scene, ex.none_fit_labels)
         assert set(ex.none_fit_labels) <= set(sw.zero_shot_labels())
+
+
+# --- photo_example: your own picture, or the bundled photo-like one ---------------------------------
+
+
+def test_bundled_photo_is_the_rendered_scene():
+    """The shipped JPEG is render_photo(sample_photo_scene()) (within JPEG error): rebuild it with
+    `python -m vlm_course.examples` after changing the renderer."""
+    from vlm_course.examples import render_photo, sample_photo_path, sample_photo_scene
+
+    path = sample_photo_path()
+    assert path.is_file() and path.stat().st_size < 40_000
+    shipped = images.load_image(path)
+    assert shipped.size == (640, 480)
+    rendered = np.asarray(render_photo(sample_photo_scene()), dtype=np.int16)
+    assert np.abs(np.asarray(shipped, dtype=np.int16) - rendered).mean() < 3
+
+
+def test_photo_example_default_is_the_bundled_photo_with_its_key():
+    from vlm_course.examples import photo_example, sample_photo_scene, true_toy_labels
+
+    ex = photo_example()
+    scene = sample_photo_scene()
+    assert ex.profile == "photo" and ex.scene == scene and ex.caption == scene.caption
+    assert ex.image.size == (640, 480) and ex.image.mode == "RGB"
+    assert ex.answers == [sw.answer(scene, q) for q in ex.questions]
+    assert ex.true_labels == true_toy_labels(scene, ex.labels) and 0 < len(ex.true_labels) < len(ex.labels)
+    assert photo_example("  ").scene == scene  # an empty source is the default too
+
+
+def test_photo_example_of_a_file(tmp_path):
+    from vlm_course.examples import photo_example
+
+    picture = tmp_path / "mine.png"
+    Image.new("RGBA", (30, 20), (10, 20, 30, 255)).save(picture)
+    ex = photo_example(str(picture), labels=["a photo of a cat"], questions=["What is this?"])
+    assert ex.profile == "photo" and ex.scene is None and ex.answers is None
+    assert ex.image.size == (30, 20) and ex.image.mode == "RGB"
+    assert ex.labels == ["a photo of a cat"] and ex.questions == ["What is this?"] and ex.source == str(picture)
+    assert photo_example(picture).questions == ["What is shown in this image?"]
+
+
+def test_photo_example_of_a_url_uses_the_image_cache(fake_photo, tmp_path):
+    from vlm_course.examples import photo_example
+
+    calls, photo = fake_photo
+    url = "https://example.org/my-cat.jpg"
+    ex = photo_example(url, timeout=3.0)
+    assert ex.image is photo and ex.source == url
+    assert calls == [(url, 3.0, examples.image_cache_dir())]
+
+
+def test_photo_example_errors_say_what_to_do(tmp_path):
+    from vlm_course.examples import photo_example
+
+    with pytest.raises(images.ImageNotFoundError) as info:
+        photo_example(tmp_path / "missing.jpg")
+    assert "no such file" in str(info.value) and "leave the source out (None)" in str(info.value)
+    (tmp_path / "page.jpg").write_text("<html>not a picture</html>")
+    with pytest.raises(images.ImageDecodeError, match="bundled with the course"):
+        photo_example(tmp_path / "page.jpg")

@@ -31,12 +31,16 @@ def solution_path(lesson: Path) -> Path:
 
 
 def lesson_tasks(lesson: Path) -> list[int]:
-    """The numbers of the tasks listed in the lesson's "직접 해보기" markdown cell."""
+    """The numbers of the tasks listed in the lesson's "직접 해 보기" markdown cell."""
+    after = TASKS_HEADING.split(tasks_cell(lesson), maxsplit=1)[1]
+    return [int(n) for n in re.findall(r"^(\d+)\. ", after, re.M)]
+
+
+def tasks_cell(lesson: Path) -> str:
     for cell in nbformat.read(lesson, as_version=4).cells:
         if cell.cell_type == "markdown" and TASKS_HEADING.search(cell.source):
-            after = TASKS_HEADING.split(cell.source, maxsplit=1)[1]
-            return [int(n) for n in re.findall(r"^(\d+)\. ", after, re.M)]
-    raise AssertionError(f"{lesson.name} has no '## 직접 해보기' cell")
+            return cell.source
+    raise AssertionError(f"{lesson.name} has no '## 직접 해 보기' cell")
 
 
 def code_blocks(text: str) -> list[str]:
@@ -60,6 +64,13 @@ def test_every_task_has_a_solution_with_checked_code(lesson):
         assert blocks, f"{path.name} task {number}: no ```python block"
         assert any(re.search(r"^\s*assert ", b, re.M) for b in blocks), f"{path.name} task {number}: no assert"
         assert "**결과:**" in body, f"{path.name} task {number}: say what the toy profile shows (**결과:**)"
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.stem[:2])
+def test_the_tasks_cell_links_its_solution(lesson):
+    link = f"](../solutions/lessons/{lesson.stem}.md)"
+    assert link in tasks_cell(lesson), f"{lesson.name}: link the solutions from the tasks cell: [...]{link[1:]}"
+    assert solution_path(lesson).is_file()
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.stem[:2])

@@ -1,4 +1,5 @@
-"""Plots for the lessons: zero-shot scores, image grids, similarity heatmaps, bar charts.
+"""Plots for the lessons: zero-shot scores, image grids, similarity heatmaps, bar charts; and
+``answer_mark``, the ✓/✗ a lesson prints next to a model's output when the answer key is known.
 
 Every function builds its own figure with ``plt.subplots`` (safe with the non-interactive "Agg"
 backend), touches no global matplotlib settings, and returns the ``Figure``. The one exception is
@@ -387,3 +388,25 @@ def show_bar_chart(
     ax.spines[["top", "right"]].set_visible(False)
     _title(ax, title)
     return fig
+
+
+# --- answer keys -----------------------------------------------------------------------------
+
+def _normalize_answer(text: str) -> str:
+    return " ".join(str(text).strip().rstrip(".").lower().split())
+
+
+def answer_mark(answer: str, key: str | Sequence[str] | None) -> str:
+    """The mark to print next to a model's ``answer``: "✓" when it matches ``key`` (or any of several
+    keys), "✗ (정답: ...)" when it does not, and "" when there is no key (a real photo in the hub profile).
+
+    Case, surrounding spaces and a final period do not count: "Two." matches "two".
+    """
+    if key is None:
+        return ""
+    keys = [key] if isinstance(key, str) else list(key)
+    if not keys:
+        raise ValueError("key is empty: pass the right answer(s), or None when there is no answer key")
+    if _normalize_answer(answer) in {_normalize_answer(k) for k in keys}:
+        return "✓"
+    return "✗ (정답: " + " | ".join(repr(k) for k in keys) + ")"

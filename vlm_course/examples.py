@@ -33,7 +33,8 @@ class Example:
 
     ``true_labels`` are the labels that describe the image. In the toy profile ``scene`` is the
     ShapesWorld scene and ``answers`` holds the one-word answer to each question; in the hub profile
-    both are ``None`` (a real photo has no answer key).
+    both are ``None`` (a real photo has no answer key). ``photo_example`` gives profile "photo": the
+    bundled photo-like picture with its key, or your own picture without one.
     """
 
     name: str
@@ -287,3 +288,147 @@ def toy_gallery(n: int, seed: int = 0, n_objects: int | None = None) -> list[tup
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     return [(scene, scene.render()) for scene in sw.sample_scenes(n, seed, n_objects)]
+
+
+# --- your own picture, and the photo-like picture bundled with the course ----------------------------
+
+SAMPLE_PHOTO = "shapes_photo.jpg"
+SAMPLE_PHOTO_SCENE = (10, 2)  # shapesworld.sample_scene(10, n_objects=2): a red square and a yellow circle
+SAMPLE_PHOTO_SIZE = (640, 480)
+SAMPLE_PHOTO_QUALITY = 85
+_PHOTO_QUESTIONS = (
+    "How many shapes are there?",
+    "What color is the circle?",
+    "What shape is the red object?",
+    "Is there a blue triangle?",
+)
+DEFAULT_QUESTION = "What is shown in this image?"
+# Zero-shot labels for your own picture when you give none (pass your own for a better test).
+DEFAULT_PHOTO_LABELS = ("a photo of a cat", "a photo of a dog", "a photo of a person", "a photo of food",
+                        "a photo of a landscape")
+
+
+def sample_photo_scene() -> sw.Scene:
+    """The ShapesWorld scene the bundled photo shows (its answer key)."""
+    seed, n_objects = SAMPLE_PHOTO_SCENE
+    return sw.sample_scene(seed, n_objects=n_objects)
+
+
+def sample_photo_path() -> Path:
+    """The photo-like JPEG shipped with the package (``vlm_course/data/shapes_photo.jpg``)."""
+    return Path(__file__).resolve().parent / "data" / SAMPLE_PHOTO
+
+
+def render_photo(scene: sw.Scene, size: tuple[int, int] = SAMPLE_PHOTO_SIZE, seed: int = 0) -> Image.Image:
+    """``scene`` as a photo-like picture: paper shapes with soft shadows on an unevenly lit table,
+    shaded, slightly blurred and noisy, at ``size`` = (width, height). The scene's 224 px square fills
+    the picture's height, centred, so processors that centre-crop see the whole scene. Deterministic
+    per ``seed``; ``sample_photo_path()`` is ``render_photo(sample_photo_scene())`` saved as JPEG."""
+    import numpy as np
+    from PIL import ImageDraw, ImageFilter
+
+    rng = np.random.default_rng(seed)
+    width, height = size
+    ss = 2  # drawn at twice the size, then reduced: smooth edges
+    w, h = width * ss, height * ss
+    scale = h / sw.CANVAS_SIZE
+    left = (w - sw.CANVAS_SIZE * scale) / 2
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    u, v = xx / w, yy / h
+    light = 1.06 - 0.16 * (0.6 * u + 0.4 * v)  # brighter towards the top left
+    vignette = 1 - 0.35 * ((u - 0.45) ** 2 + (v - 0.4) ** 2)
+    coarse = Image.fromarray(rng.normal(0, 1, (12, 16)).astype(np.float32)).resize((w, h), Image.Resampling.BICUBIC)
+    paper = np.array(scene.background, np.float32) * np.array([1.0, 0.975, 0.93], np.float32)
+    pixels = paper * (light * vignette)[..., None] + 3.0 * np.asarray(coarse)[..., None]
+
+    def mask(objects: tuple[sw.ShapeObject, ...], dx: float = 0.0, dy: float = 0.0) -> Image.Image:
+        m = Image.new("L", (w, h), 0)
+        draw = ImageDraw.Draw(m)
+        for o in objects:
+            cx, cy, r = left + o.cx * scale + dx, o.cy * scale + dy, o.r * scale
+            if o.shape == "circle":
+                draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
+            elif o.shape == "square":
+                draw.rectangle((cx - r, cy - r, cx + r, cy + r), fill=255)
+            else:
+                draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=255)
+        return m
+
+    shadow = mask(scene.objects, 9 * ss, 11 * ss).filter(ImageFilter.GaussianBlur(9 * ss))
+    pixels *= (1 - 0.38 * np.asarray(shadow, np.float32) / 255)[..., None]
+    for o in scene.objects:
+        inside = np.asarray(mask((o,)), np.float32)[..., None] / 255
+        cx, cy, r = left + o.cx * scale, o.cy * scale, o.r * scale
+        shade = 1.1 - 0.2 * np.clip(((xx - cx) + (yy - cy)) / (4 * r) + 0.5, 0, 1)
+        color = np.array(sw.COLORS[o.color], np.float32) * (shade * light)[..., None]
+        pixels = pixels * (1 - inside) + color * inside
+    pixels += rng.normal(0, 2.5, pixels.shape).astype(np.float32)  # sensor noise
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).resize(size, Image.Resampling.LANCZOS)
+    return image.filter(ImageFilter.GaussianBlur(0.6))
+
+
+def write_sample_photo(path: Path | None = None) -> Path:
+    """Render the bundled photo again and save it (maintainers: ``python -m vlm_course.examples``)."""
+    target = Path(path) if path is not None else sample_photo_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    render_photo(sample_photo_scene()).save(target, format="JPEG", quality=SAMPLE_PHOTO_QUALITY)
+    return target
+
+
+def photo_example(
+    source: str | os.PathLike | None = None,
+    *,
+    labels: list[str] | None = None,
+    questions: list[str] | None = None,
+    timeout: float = DOWNLOAD_TIMEOUT_S,
+) -> Example:
+    """Your own picture as a lesson example: ``source`` is a file path or an http(s) URL, loaded by
+    ``images.load_image`` (a download is kept in ``image_cache_dir()``, so it works offline later).
+
+    Without ``source``: the photo-like picture bundled with the course (``sample_photo_path()``), a
+    photographed ShapesWorld scene, so it works offline and has an answer key (``scene``,
+    ``true_labels``, ``answers``) in every profile. Your own picture has no key: ``answers`` and
+    ``scene`` are ``None``; ``labels`` and ``questions`` are what you pass (default: a few everyday
+    labels, ``DEFAULT_PHOTO_LABELS``, and one describe question).
+    """
+    from .images import ImageLoadError, load_image
+
+    if source is None or str(source).strip() == "":
+        scene = sample_photo_scene()
+        path = sample_photo_path()
+        photo_labels = [f"a photo of a {o.color} {o.shape}" for o in scene.objects] + none_fit_toy_labels(scene, 1)
+        photo_questions = list(questions or _PHOTO_QUESTIONS)
+        return Example(
+            name="sample photo",
+            image=load_image(path),
+            labels=list(labels or photo_labels),
+            questions=photo_questions,
+            description=f"The course's photo-like picture: {scene.caption}, cut from paper, on a table "
+            f"(rendered from ShapesWorld scene {SAMPLE_PHOTO_SCENE[0]}, so its answer key is known).",
+            source=str(path),
+            profile="photo",
+            true_labels=true_toy_labels(scene, list(labels or photo_labels)),
+            answers=[sw.answer(scene, q) for q in photo_questions],
+            scene=scene,
+            none_fit_labels=none_fit_toy_labels(scene),
+        )
+    text = str(source).strip()
+    is_url = text.lower().startswith(("http://", "https://"))
+    try:
+        image = load_image(text if is_url else Path(text).expanduser(), timeout=timeout,
+                           cache_dir=image_cache_dir() if is_url else None)
+    except ImageLoadError as e:
+        raise type(e)(f"{e} Or leave the source out (None) to use the photo bundled with the course.") from None
+    return Example(
+        name=text,
+        image=image,
+        labels=list(labels or DEFAULT_PHOTO_LABELS),
+        questions=list(questions or [DEFAULT_QUESTION]),
+        description=f"your picture: {text} ({image.width}x{image.height})",
+        source=text,
+        profile="photo",
+    )
+
+
+if __name__ == "__main__":
+    print("wrote", write_sample_photo())
