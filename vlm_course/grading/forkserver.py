@@ -369,6 +369,11 @@ def main(argv: list[str] | None = None) -> int:
 
     sandbox._die_with_parent()
     preload(json.loads(argv[1]) if len(argv) > 1 else ())
+    try:  # what every test process would otherwise find out again (a probe and an interpreter each)
+        sandbox.namespace_support()
+        sandbox._python_paths()
+    except Exception:  # noqa: BLE001 - each process then finds out itself
+        pass
     from vlm_course.grading import trusted
 
     sock.sendall(b"ready")
