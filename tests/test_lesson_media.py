@@ -46,3 +46,12 @@ def test_own_photo_cell_uses_the_course_loader_with_the_bundled_default(prefix):
     assert code.cell_type == "code"
     assert "MY_IMAGE = None" in code.source and "photo_example(MY_IMAGE" in code.source
     assert "answer_mark(" in code.source  # the bundled photo's outputs are marked against its key
+
+
+def test_the_photo_cells_describe_the_bundled_photo_as_it_is():
+    from vlm_course.examples import sample_photo_scene
+
+    assert sample_photo_scene().caption == "a red square and a yellow circle"  # as the cells say:
+    for prefix in ("01", "03", "05"):
+        text = next(c.source for c in lesson(prefix).cells if c.source.startswith("## 내 사진으로 해 보기"))
+        assert "빨간 사각형과 노란 원" in text and "640×480" in text
