@@ -12,6 +12,10 @@ The recipe follows the real LLaVA in miniature:
   and the ``[INST] ... [/INST]`` template, adds any-res tiles (``image_grid_pinpoints``) and
   learns "Compare these two images." with two images.
 
+Both end with "polish" stages of hard examples for the left-to-right order (``data.hard_training_scenes``:
+near-tied x orders, mirror images and x/y transposes, shapes against a margin, from both spec samplers) and
+the describe prompts in more wordings (``RECOMBINED_DESCRIBE_PROMPTS``, never a held-out phrasing).
+
 The stages of each model are data (``PLANS``). Unlike LLaVA-1.5, some stages train the vision
 tower too (as later LLaVA versions do): the toy CLIP alone is too coarse for the left-to-right
 order of objects. While the tower is frozen its features are computed once per training scene
@@ -34,7 +38,7 @@ from tqdm.auto import tqdm
 from .. import shapesworld as sw
 from ..catalogue import course_model
 from .card import write_model_card
-from .data import EVAL_SEED, batched, eval_scenes, on_every_sampler, training_scenes
+from .data import EVAL_SEED, batched, eval_scenes, hard_training_scenes, is_hard, on_every_sampler, training_scenes
 from .tokenizers_llama import build_llama_tokenizer
 from .train import fit
 
@@ -152,18 +156,40 @@ def vary_case(text: str, rng: random.Random) -> str:
 REPHRASE_SHARE = 0.3  # questions asked in another wording (``sw.QUESTION_PHRASINGS``)
 
 
-def describe_prompt(rng: random.Random) -> str:
-    """A describe prompt for training: the spec's two or a public phrasing (never a held-out one)."""
-    return rng.choice(sw.DESCRIBE_PROMPTS if rng.random() < 0.4 else sw.PUBLIC_DESCRIBE_PROMPTS)
+def describe_prompt(rng: random.Random, prompts: Sequence[str] = sw.PUBLIC_DESCRIBE_PROMPTS) -> str:
+    """A describe prompt for training: the spec's two or one of ``prompts`` (never a held-out phrasing)."""
+    return rng.choice(sw.DESCRIBE_PROMPTS if rng.random() < 0.4 else prompts)
+
+
+def _normal(prompt: str) -> str:
+    return " ".join(prompt.lower().rstrip("?.").split())
+
+
+def recombined_describe_prompts() -> tuple[str, ...]:
+    """The public describe phrasings with their determiner ("this" / "the") and noun ("image" / "picture")
+    exchanged ("What's the content of this picture?"), built from the public phrasings' own parts only; a
+    result that equals a held-out phrasing (ignoring case and the final "?" / ".") is left out."""
+    heldout = {_normal(p) for p in sw.HELDOUT_DESCRIBE_PROMPTS}
+    out: list[str] = []
+    for prompt in sw.PUBLIC_DESCRIBE_PROMPTS:
+        found = next((f"{d} {n}" for d in ("this", "the") for n in ("image", "picture") if f"{d} {n}" in prompt), None)
+        variants = [prompt] if found is None else [prompt.replace(found, f"{d} {n}") for d in ("this", "the")
+                                                   for n in ("image", "picture")]
+        out += [v for v in variants if _normal(v) not in heldout and v not in out]
+    return tuple(out)
+
+
+RECOMBINED_DESCRIBE_PROMPTS = recombined_describe_prompts()
 
 
 def sample_turns(scene: sw.Scene, rng: random.Random, *, describe_only: bool = False, turns: int = 1,
-                 describe_first: float = 0.4, phrasings: bool = False) -> list[tuple[str, str]]:
+                 describe_first: float = 0.4, phrasings: bool = False,
+                 prompts: Sequence[str] = sw.PUBLIC_DESCRIBE_PROMPTS) -> list[tuple[str, str]]:
     """``turns`` (prompt, reply) pairs about one scene for training; with probability ``describe_first``
     the conversation opens with a describe prompt. With ``phrasings`` prompts come in the public
-    phrasings too (``sw.PUBLIC_DESCRIBE_PROMPTS``, ``sw.QUESTION_PHRASINGS``), else in the spec's."""
+    phrasings too (describe prompts from ``prompts``, questions from ``sw.QUESTION_PHRASINGS``), else in the spec's."""
     if describe_only:
-        prompt = describe_prompt(rng) if phrasings else rng.choice(sw.DESCRIBE_PROMPTS)
+        prompt = describe_prompt(rng, prompts) if phrasings else rng.choice(sw.DESCRIBE_PROMPTS)
         return [(vary_case(prompt, rng) if rng.random() < 0.3 else prompt, sw.describe_reply(scene))]
     pairs = sw.sample_conversation(scene, turns, rng, describe_first=rng.random() < describe_first)
     if not phrasings:
@@ -171,7 +197,7 @@ def sample_turns(scene: sw.Scene, rng: random.Random, *, describe_only: bool = F
     out = []
     for q, a in pairs:
         if q in sw.DESCRIBE_PROMPTS:
-            q = describe_prompt(rng)
+            q = describe_prompt(rng, prompts)
         elif rng.random() < REPHRASE_SHARE:
             q = sw.rephrase(q, rng)
         out.append((vary_case(q, rng), a))
@@ -423,20 +449,25 @@ class Mix:
     later_image: float = 0.0  # share of conversations where a second image arrives in a later turn
     raw: float = 0.0  # share of prompts with the hand-typed spacing
     phrasings: bool = False  # prompts in the public phrasings too, not only the spec's
+    recombined: bool = False  # with ``phrasings``: describe prompts from ``RECOMBINED_DESCRIBE_PROMPTS``
+    hard_share: float = 0.0  # share of images drawn from the hard scenes (``data.is_hard``)
 
     def draw_batch(self, size: int, scenes: Sequence[sw.Scene], rng: random.Random,
-                   busy: Sequence[int] = ()) -> list[Sample]:
+                   busy: Sequence[int] = (), hard: Sequence[int] = ()) -> list[Sample]:
         """``size`` samples; conversations in one batch share their number of turns (little padding).
-        ``busy``: pool indices of the 3-object scenes (needed when ``busy_share`` is set)."""
+        ``busy``: pool indices of the 3-object scenes (needed when ``busy_share`` is set); ``hard``: of the
+        hard scenes (needed when ``hard_share`` is set)."""
         if rng.random() < self.long_share:
             turns = rng.randint(self.max_turns + 1, self.long_turns)
         else:
             turns = rng.randint(1, self.max_turns)
-        return [self.draw(len(scenes), scenes, rng, turns, busy) for _ in range(size)]
+        return [self.draw(len(scenes), scenes, rng, turns, busy, hard) for _ in range(size)]
 
     def draw(self, n_pool: int, scenes: Sequence[sw.Scene], rng: random.Random, turns: int = 1,
-             busy: Sequence[int] = ()) -> Sample:
+             busy: Sequence[int] = (), hard: Sequence[int] = ()) -> Sample:
         def pick() -> int:
+            if self.hard_share and rng.random() < self.hard_share:
+                return rng.choice(hard)
             return rng.choice(busy) if self.busy_share and rng.random() < self.busy_share else rng.randrange(n_pool)
 
         # Each option draws from ``rng`` only when set, so a stage without it draws what it always drew.
@@ -449,11 +480,13 @@ class Mix:
             prompt = vary_case(prompt, rng) if rng.random() < 0.2 else prompt
             return Sample([(prompt, sw.compare_reply(scenes[i], scenes[j]))], [i, j], raw=raw)
         i = pick()
+        prompts = RECOMBINED_DESCRIBE_PROMPTS if self.recombined else sw.PUBLIC_DESCRIBE_PROMPTS
         turns_ = sample_turns(scenes[i], rng, describe_only=self.describe_only, turns=turns,
-                              describe_first=self.describe_first, phrasings=self.phrasings)
+                              describe_first=self.describe_first, phrasings=self.phrasings, prompts=prompts)
         if self.later_image and rng.random() < self.later_image:  # a new image in a later turn, asked about
             j = pick()
-            later = sample_turns(scenes[j], rng, turns=1, describe_first=0.6, phrasings=self.phrasings)
+            later = sample_turns(scenes[j], rng, turns=1, describe_first=0.6, phrasings=self.phrasings,
+                                 prompts=prompts)
             return Sample(turns_ + later, [i, j], image_turns=[0, len(turns_)], raw=raw)
         return Sample(turns_, [i], raw=raw)
 
@@ -466,9 +499,10 @@ def train_stage(model, batcher, feats, scenes, mix: Mix, *, steps: int, lr: floa
         p.requires_grad_(pixels is not None)
     params = [p for p in model.parameters() if p.requires_grad]
     busy = [i for i, s in enumerate(scenes) if len(s.objects) == 3]
+    hard = [i for i, s in enumerate(scenes) if is_hard(s)] if mix.hard_share else []
 
     def loss_fn(step: int) -> torch.Tensor:
-        samples = mix.draw_batch(batch_size, scenes, rng, busy)
+        samples = mix.draw_batch(batch_size, scenes, rng, busy, hard)
         return batch_loss(model, batcher, feats, samples, pixels)
 
     stats = fit(model, loss_fn, steps, lr, params=params, desc=desc)
@@ -639,6 +673,7 @@ class Stage:
     train_vision: bool = False
     about: str = ""  # the model card's description of the stage
     pool: int = 0  # if set: a fresh pool of this many scenes, half from each spec sampler, from this stage on
+    hard_pool: bool = False  # with ``pool``: the pool is ``data.hard_training_scenes`` (near ties, mirrors, transposes)
 
     def describe(self) -> str:
         vision = "vision tower trainable" if self.train_vision else "vision tower frozen (features cached)"
@@ -656,6 +691,16 @@ _ROBUST = ("Robustness to how people ask and to any spec sampler: a fresh pool o
            "other wordings (`QUESTION_PHRASINGS`); 15% of the prompts typed by hand (LLaVA: `USER: <image>\\n{prompt}\\n"
            "ASSISTANT:`); in 15% of the conversations a second image arrives in a later turn, which asks about it; 20% "
            "of the images from the scenes with 3 objects")
+POLISH_MIX = Mix(max_turns=2, describe_first=0.7, busy_share=0.2, hard_share=0.3, later_image=0.1, raw=0.1,
+                 phrasings=True, recombined=True)
+_POLISH = ("Hard examples for the left-to-right order: a fresh pool in which half of the base scenes (half from each "
+           "spec sampler) have two centres less than 24 px apart in x (`data.hard_training_scenes`), each scene "
+           "followed by its mirror image and its x/y transpose (the same objects, the caption in another order); 30% "
+           "of the images drawn from the near ties and the scenes with a shape against a margin (`data.is_hard`), 20% "
+           "from those with 3 objects; conversations of 1-2 turns, 70% opening with a describe prompt, the describe "
+           "prompts drawn from the public phrasings with their determiner and noun exchanged "
+           "(`RECOMBINED_DESCRIBE_PROMPTS`: \"Describe the picture.\"; never a held-out phrasing), 30% of the questions "
+           "in other wordings; 10% typed by hand, 10% with a second image in a later turn")
 PLANS: dict[str, dict] = {
     "llava": {"pool": 8000, "stages": (
         Stage("align", Mix(describe_only=True), 600, 1e-3, 32,
@@ -670,6 +715,11 @@ PLANS: dict[str, dict] = {
               about="Visual instruction tuning on " + _CONVERSATIONS.replace("1-4", "1-3") + ", a twentieth of the "
                     "batches 4-12 turns long (so that long chats keep working)"),
         Stage("robust", ROBUST_MIX, 800, 3e-4, 32, train_vision=True, pool=8000, about=_ROBUST),
+        Stage("polish", POLISH_MIX, 1500, 3e-4, 32, train_vision=True, pool=9000, hard_pool=True, about=_POLISH),
+        Stage("polish-2", POLISH_MIX, 1500, 2e-4, 32, train_vision=True, pool=9000, hard_pool=True,
+              about="The same on another fresh pool of hard examples, at a lower learning rate"),
+        Stage("polish-3", POLISH_MIX, 1500, 1.5e-4, 32, train_vision=True, pool=9000, hard_pool=True,
+              about="The same on a third fresh pool of hard examples, at a lower learning rate again"),
     )},
     "llava-next": {"pool": 4000, "stages": (
         Stage("instruct", Mix(compare=0.4, max_turns=2, describe_first=0.6), 200, 5e-4, 16,
@@ -686,6 +736,11 @@ PLANS: dict[str, dict] = {
               train_vision=True, pool=4000,
               about=_ROBUST.replace("20%", "30%").replace("1-3 turns", "1-2 turns") + "; half of the samples two-image compares, 60% of those in the "
                                                      "public compare wordings"),
+        Stage("polish", replace(POLISH_MIX, compare=0.4), 1500, 3e-4, 16, train_vision=True, pool=4500, hard_pool=True,
+              about=_POLISH + "; 40% of the samples two-image compares of those scenes, 60% of them in the public "
+                              "compare wordings"),
+        Stage("polish-2", replace(POLISH_MIX, compare=0.4), 1500, 2e-4, 16, train_vision=True, pool=4500,
+              hard_pool=True, about="The same on another fresh pool of hard examples, at a lower learning rate"),
     )},
 }
 
@@ -808,7 +863,8 @@ def build(name: str, out_dir: Path, *, smoke: bool = False, deps: dict[str, Path
         if k < done:
             continue
         if stage.pool or scenes is None:  # a fresh pool, half from each spec sampler
-            scenes = training_scenes(stage.pool or plan["pool"], TRAIN_SEED + 100 * (k + 1) + (name != "llava"))
+            draw = hard_training_scenes if stage.hard_pool else training_scenes
+            scenes = draw(stage.pool or plan["pool"], TRAIN_SEED + 100 * (k + 1) + (name != "llava"))
             pixels = scene_pixels(processor, scenes)
             feats = None if stage.train_vision else cached_features(model, processor, scenes, pixels)
         elif vision_trained and not stage.train_vision:  # frozen again: cache the features it has now
