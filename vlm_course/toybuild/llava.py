@@ -38,7 +38,15 @@ from tqdm.auto import tqdm
 from .. import shapesworld as sw
 from ..catalogue import course_model
 from .card import write_model_card
-from .data import EVAL_SEED, batched, eval_scenes, hard_training_scenes, is_hard, on_every_sampler, training_scenes
+from .data import (
+    EVAL_SEED,
+    batched,
+    eval_scenes,
+    hard_training_scenes,
+    is_hard,
+    on_every_sampler,
+    training_scenes,
+)
 from .tokenizers_llama import build_llama_tokenizer
 from .train import fit
 
