@@ -10,6 +10,10 @@ questions the toy models were trained on (toy profile)::
 In the ``auto`` profile an example is the real photo when it is already in the image cache or the
 hub can be reached, else the toy scene. Downloads are cached in ``~/.cache/vlm_course/images``
 (or ``$VLM_COURSE_CACHE/images``), so a lesson run once online also works offline.
+
+``photo_example(path_or_url)`` makes the learner's own picture an example (no answer key);
+``photo_example()`` gives the photo-like JPEG shipped in ``vlm_course/data`` (a rendered ShapesWorld
+scene, so it works offline and has a key in every profile).
 """
 
 from __future__ import annotations
