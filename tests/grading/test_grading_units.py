@@ -7,6 +7,7 @@ import json
 import math
 import os
 import pathlib
+import stat
 import subprocess
 import sys
 import tempfile
@@ -607,3 +608,57 @@ def test_a_fork_server_preloads_what_the_tests_import(tmp_path):
     (tmp_path / "test_broken.py").write_text("def (:\n")
     found = forkserver.imports_of([tmp_path / "test_x.py", tmp_path / "test_broken.py", tmp_path / "missing.py"])
     assert found == ["os", "transformers", "transformers:CLIPModel", "numpy.linalg"]
+
+
+# ---- sandbox uid blocks ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def lock_dir(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
+    path = tmp_path / "locks"
+    monkeypatch.setattr(sandbox, "lock_dir_path", lambda: str(path))
+    return path
+
+
+def test_jobs_holding_uid_blocks_at_once_never_share_a_uid(lock_dir: pathlib.Path) -> None:
+    with sandbox.uid_block(0) as a, sandbox.uid_block(0) as b, sandbox.uid_block(1) as c:
+        assert len({a, b, c}) == 3
+        assert {a, b, c} <= {sandbox.BASE_UID + sandbox.UID_BLOCK * k for k in range(sandbox.UID_BLOCKS)}
+        assert a == sandbox.BASE_UID  # the preferred block when it is free
+    with sandbox.uid_block(0) as again:  # given back at the end of the with
+        assert again == sandbox.BASE_UID
+    assert stat.S_IMODE(lock_dir.stat().st_mode) == 0o700
+
+
+def test_a_uid_block_held_by_another_process_is_skipped(lock_dir: pathlib.Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from vlm_course.grading import sandbox; "
+         f"sandbox.lock_dir_path = lambda: {str(lock_dir)!r}\n"
+         "with sandbox.uid_block(0) as u:\n print(u, flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        held = int(holder.stdout.readline())
+        with sandbox.uid_block(0) as mine:
+            assert held == sandbox.BASE_UID and mine != held
+    finally:
+        holder.communicate("", timeout=30)
+    with sandbox.uid_block(0) as freed:  # the holder's exit released its block
+        assert freed == sandbox.BASE_UID
+
+
+def test_uid_block_refuses_a_linked_lock_folder(lock_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    lock_dir.symlink_to(elsewhere)
+    with pytest.raises(sandbox.SandboxUnavailable, match="not a plain folder.*remove it and grade again"):
+        with sandbox.uid_block():
+            pass
+    assert not list(elsewhere.iterdir())
+
+
+def test_uid_block_refuses_a_lock_folder_others_can_write(lock_dir: pathlib.Path) -> None:
+    lock_dir.mkdir(mode=0o700)
+    lock_dir.chmod(0o777)
+    with pytest.raises(sandbox.SandboxUnavailable, match="mode 0700 .*mode 777"):
+        with sandbox.uid_block():
+            pass

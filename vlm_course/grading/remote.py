@@ -377,7 +377,7 @@ class RemoteSession:
 
     def uid_offset(self, module: str) -> int:
         """A uid of its own per module (kept across restarts), so two workers never share RLIMIT_NPROC."""
-        return self._uids.setdefault(module, len(self._uids) % 16)
+        return self._uids.setdefault(module, len(self._uids) % sandbox.UID_BLOCK)
 
     def reap(self) -> None:
         """Process mode: kill daemons our workers left (adopted by this process as subreaper)."""

@@ -265,7 +265,8 @@ def grade(source: Path, options: GradeOptions, name: str | None = None, slot: in
         if sub.error:
             results = report.error_results(meta, sub.error, time.time() - started, options.visibility)
         else:
-            data, log = _run_tests(sub, options, slot)
+            with sandbox.uid_block(preferred=slot) as uid_base:
+                data, log = _run_tests(sub, options, uid_base)
             results = report.build_results(meta, data, log, options, time.time() - started)
     except Exception as exc:  # noqa: BLE001 - a results file is written whatever happens
         results = report.error_results(meta, printable(f"the grader failed: {type(exc).__name__}: {exc}"),
@@ -283,7 +284,7 @@ LOG_TAIL = 64 * 1024  # bytes of the test process's own output kept (the rest is
 MAX_REPORT = 32 * 1024 * 1024
 
 
-def _run_tests(sub: Submission, options: GradeOptions, slot: int) -> tuple[dict | None, str]:
+def _run_tests(sub: Submission, options: GradeOptions, uid_base: int) -> tuple[dict | None, str]:
     files = test_files(options)
     if not files:
         raise ValueError(f"no test_*.py files{' for ' + ', '.join(options.only) if options.only else ''} in {options.tests_dir}")
@@ -301,7 +302,7 @@ def _run_tests(sub: Submission, options: GradeOptions, slot: int) -> tuple[dict 
         config = SessionConfig(
             source_dir=str(source), scratch=str(work), shared_dirs=[str(work / "shared")],
             hidden=[str(p) for p in [*_private(options.tests_dir), options.out_dir, sub.source, *options.hidden]],
-            uid_base=sandbox.BASE_UID + 16 * slot, mode=mode, limits=options.limits.as_dict(),
+            uid_base=uid_base, mode=mode, limits=options.limits.as_dict(),
             call_timeout=options.call_timeout, deadline=deadline, max_restarts=options.max_restarts,
             report=str(report_path), scratch_mb=options.scratch_mb,
             # forked only under a class server (the CLI's): a spawned test process may hold secrets of the

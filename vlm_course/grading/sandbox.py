@@ -23,7 +23,9 @@ says everything it lacks).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import fcntl
 import functools
 import json
 import os
@@ -33,7 +35,7 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -54,7 +56,9 @@ PACKAGE_DIR = Path(vlm_course.__file__).resolve().parent
 # the course checkout around an editable install (solutions/ lies there); None for an installed package,
 # whose parent is site-packages
 REPO_DIR = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "pyproject.toml").is_file() else None
-BASE_UID = 61000  # sandbox uids: BASE_UID + job slot (a uid of its own per parallel job)
+BASE_UID = 61000  # sandbox uids: a block of UID_BLOCK uids per parallel job, from BASE_UID on (uid_block)
+UID_BLOCK = 16
+UID_BLOCKS = 64  # parallel jobs on one machine, all grading runs together
 PR_SET_CHILD_SUBREAPER = 36
 # never covered, even when a submission or the output lies right inside one of them
 SYSTEM_DIRS = {"/", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/proc", "/sys", "/dev", "/var", "/opt", "/run", "/mnt"}
@@ -90,6 +94,62 @@ class SandboxSpec:
     uid: int = BASE_UID
     mode: str = "auto"
     limits: Limits = field(default_factory=Limits)
+
+
+# ---- sandbox uids, one block per parallel job on the machine ---------------------------------------
+
+
+def lock_dir_path() -> str:
+    """Where the uid-block locks live: root's own folder under /run (never the world-writable /run/lock
+    or /tmp), the user's runtime folder otherwise."""
+    if os.geteuid() == 0:
+        return "/run/vlm-course-grade"
+    return os.path.join(os.environ.get("XDG_RUNTIME_DIR") or os.path.expanduser("~/.cache"), "vlm-course-grade")
+
+
+def _lock_dir() -> int:
+    """A directory fd of ``lock_dir_path()``, opened without following links and refused unless it is the
+    caller's, mode 0700."""
+    path = lock_dir_path()
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise SandboxUnavailable(f"{path} is not a plain folder ({exc.strerror}): remove it and grade again") from exc
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        os.close(fd)
+        raise SandboxUnavailable(f"{path} must belong to you with mode 0700 (owner uid {st.st_uid}, mode "
+                                 f"{stat.S_IMODE(st.st_mode):o}): remove it and grade again")
+    return fd
+
+
+@contextlib.contextmanager
+def uid_block(preferred: int = 0) -> Iterator[int]:
+    """The first uid of a block of ``UID_BLOCK`` sandbox uids that no other job on this machine holds, for
+    as long as the ``with`` lasts: two class runs (or test runs) at once never hand one uid to two
+    students, who could otherwise signal, trace or share files with each other. Each block is an
+    ``flock`` on its own file, so a crashed grader frees its block with its last fd. ``preferred``
+    (the job's slot) is tried first; when every block is taken this waits for it."""
+    dir_fd = _lock_dir()
+    try:
+        order = [preferred % UID_BLOCKS] + [k for k in range(UID_BLOCKS) if k != preferred % UID_BLOCKS]
+        for blocking in (False, True):
+            for k in order[: 1 if blocking else None]:
+                fd = os.open(f"uids-{BASE_UID + UID_BLOCK * k}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                try:
+                    yield BASE_UID + UID_BLOCK * k
+                finally:
+                    os.close(fd)
+                return
+    finally:
+        os.close(dir_fd)
 
 
 # ---- what this machine allows ---------------------------------------------------------------------
