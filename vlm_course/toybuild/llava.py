@@ -749,6 +749,8 @@ PLANS: dict[str, dict] = {
                               "compare wordings"),
         Stage("polish-2", replace(POLISH_MIX, compare=0.4), 1500, 2e-4, 16, train_vision=True, pool=4500,
               hard_pool=True, about="The same on another fresh pool of hard examples, at a lower learning rate"),
+        Stage("polish-3", replace(POLISH_MIX, compare=0.4), 800, 1.5e-4, 16, train_vision=True, pool=4500,
+              hard_pool=True, about="The same on a third fresh pool of hard examples, at a lower learning rate again"),
     )},
 }
 
