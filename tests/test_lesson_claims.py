@@ -217,3 +217,20 @@ def test_plot_titles_are_korean(prefix: str) -> None:
     assert titles, f"{path.name} draws no titled plot"
     for title in titles:
         assert re.search(r"[\uac00-\ud7a3]", title), f"{path.name}: plot title {title!r} is not Korean"
+
+
+def card_score(model: str, metric: str) -> float:
+    """A score (percent) from the toy's model card table (``| metric | 88.0% |``)."""
+    card = (ROOT / "vlm_course" / "toy_models" / model / "README.md").read_text(encoding="utf-8")
+    (value,) = re.findall(rf"^\| {re.escape(metric)} \| ([\d.]+)% \|$", card, re.M)
+    return float(value)
+
+
+def test_05_compare_sentence_quotes_the_llava_next_card() -> None:
+    compare, describe = quoted("05", r"정확히 맞는 비율이 ([\d.]+)%로, 한 장 설명의 ([\d.]+)%보다 낮습니다")
+    assert float(compare) == card_score("llava-next", "compare_exact"), "05: the compare figure follows the card"
+    assert float(describe) == card_score("llava-next", "describe_exact"), "05: the describe figure follows the card"
+    a, b, product = quoted("05", r"많아야 ([\d.]+) × ([\d.]+) ≈ (\d+)%")
+    assert a == b and float(a) == round(float(describe) / 100, 2)
+    assert round(float(a) * float(b) * 100) == int(product)
+    assert float(compare) < float(describe), "05 says compare is the toy's weakest task"
