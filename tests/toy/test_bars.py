@@ -11,7 +11,12 @@ from vlm_course.toybuild import bars, card, commands
 
 # Bars the shipped checkpoints do not meet yet, with the model card's figure (200 fresh scenes).
 # Strict: when a rebuilt checkpoint's card meets one, its test turns red until it leaves this list.
-KNOWN_UNMET: dict[tuple[str, str, str], str] = {}
+KNOWN_UNMET: dict[tuple[str, str, str], str] = {
+    ("llava", "describe_exact", "course"): "83.5%",
+    ("llava", "describe_exact", "alt"): "76.0%",
+    ("llava", "describe_exact_heldout_phrasings", "course"): "70.5%",
+    ("llava", "describe_exact_heldout_phrasings", "alt"): "63.5%",
+}
 
 
 def _cases():
