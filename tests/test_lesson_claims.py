@@ -10,12 +10,12 @@ the shipped toy checkpoints: after a rebuilt toy, run the lesson, read its outpu
 from __future__ import annotations
 
 import re
-import tomllib
 from functools import cache
 from pathlib import Path
 
 import nbformat
 import pytest
+import tomllib
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]

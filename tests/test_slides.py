@@ -35,6 +35,14 @@ def test_a_lesson_becomes_a_reveal_deck(tmp_path):
     assert "더 읽을거리" in page and "00. " in page
 
 
+def test_pictures_the_lesson_links_are_copied_next_to_the_deck(tmp_path):
+    lesson = ROOT / "notebooks" / "05_llava.ipynb"
+    nb = nbformat.read(lesson, as_version=4)
+    copies = slides.copy_local_images(nb, lesson.parent, tmp_path)
+    assert tmp_path / "figures" / "llava_architecture.svg" in copies
+    assert copies[0].read_bytes() == (lesson.parent / "figures" / "llava_architecture.svg").read_bytes()
+
+
 def test_make_slides_runs_the_exporter_into_the_build_folder():
     dry = subprocess.run(["make", "-n", "slides", "SLIDES_NOTEBOOKS=notebooks/01_clip.ipynb"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout

@@ -18,6 +18,7 @@ import argparse
 import html
 import os
 import re
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -59,7 +60,27 @@ def export(notebook: Path, out_dir: Path, *, execute: bool = False, reveal_prefi
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{notebook.stem}.slides.html"
     out.write_text(body, encoding="utf-8")
+    copy_local_images(nb, notebook.parent, out_dir)
     return out
+
+
+LOCAL_IMAGE = re.compile(r"!\[[^\]]*\]\((?!https?:|data:)([^)\s]+)\)")
+
+
+def copy_local_images(nb: nbformat.NotebookNode, source_dir: Path, out_dir: Path) -> list[Path]:
+    """Copy the pictures the markdown links by relative path (``figures/x.svg``) next to the deck, so the
+    slides show them as the notebook does; returns the copies."""
+    copies = []
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for link in LOCAL_IMAGE.findall(cell.source):
+            source, target = source_dir / link, out_dir / link
+            if source.is_file() and target.resolve().is_relative_to(out_dir.resolve()):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+                copies.append(target)
+    return copies
 
 
 def write_index(pages: list[Path], out_dir: Path) -> Path:
