@@ -260,6 +260,16 @@ def close_fds_except(keep: Sequence[int]) -> None:
     os.closerange(start, max(start + 1, os.sysconf("SC_OPEN_MAX")))
 
 
+def attach_stdio(out: int) -> None:
+    """Standard input from /dev/null, standard output and error to ``out`` (which is then closed)."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(null)
+    os.close(out)
+
+
 # ---- the asker's side ------------------------------------------------------------------------------------
 
 

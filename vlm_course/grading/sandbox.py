@@ -694,12 +694,7 @@ def sandboxed_child(request: dict, fds: list[int]) -> int:
     os.setsid()
     _die_with_parent()  # the trusted process has adopted us by now
     forkserver.close_fds_except([req_r, rep_w, out])
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
-    os.close(null)
-    os.close(out)
+    forkserver.attach_stdio(out)
     if request["mode"] != "namespace":
         return _become_worker(request, req_r, rep_w)
     done = subprocess.run([tool("sh"), "-c", request["script"]], env={"PATH": SCRIPT_PATH}, stdin=subprocess.DEVNULL,

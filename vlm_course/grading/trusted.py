@@ -56,12 +56,7 @@ def run_forked(request: dict, fds: list[int]) -> int:
     os.setsid()
     sandbox._die_with_parent()
     forkserver.close_fds_except([log])
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(null)
-    os.close(log)
+    forkserver.attach_stdio(log)
     os.chdir(request["cwd"])
     if request.get("unshare"):
         scratch.make_mounts_private()
