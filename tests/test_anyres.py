@@ -29,4 +29,5 @@ def test_bad_sizes_are_refused():
 def test_figure_draws_one_rectangle_per_tile():
     fig = show_anyres_tiles(Image.new("RGB", (640, 480), "white"), REAL_PINPOINTS, 336)
     assert len(fig.axes[1].patches) == 4
-    assert "2x2 tiles" in fig.axes[1].get_title()
+    assert "타일 2x2" in fig.axes[1].get_title()
+    assert fig.get_suptitle() == "비전 인코더 입력 5개 (타일 4장 + 개요 1장)"

@@ -47,6 +47,8 @@ def show_anyres_tiles(image: Image.Image, pinpoints: Sequence[Sequence[int]], ti
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
+    from vlm_course.display import set_title
+
     layout = tile_layout((image.height, image.width), pinpoints, tile)
     grid_h, grid_w = layout.grid
     canvas = Image.new("RGB", (grid_w, grid_h), (0, 0, 0))
@@ -55,15 +57,15 @@ def show_anyres_tiles(image: Image.Image, pinpoints: Sequence[Sequence[int]], ti
 
     fig, (ax_base, ax_grid) = plt.subplots(1, 2, figsize=(9, 4.2), width_ratios=[1, 2], layout="constrained")
     ax_base.imshow(image.convert("RGB").resize((tile, tile)))
-    ax_base.set_title(f"overview: {tile}x{tile}")
+    set_title(ax_base, f"개요: {tile}x{tile}")
     ax_grid.imshow(canvas)
     for r in range(layout.rows):
         for c in range(layout.cols):
             ax_grid.add_patch(Rectangle((c * tile, r * tile), tile, tile, fill=False, edgecolor="red", linewidth=2))
-            ax_grid.text(c * tile + 8, r * tile + tile * 0.12, f"tile {r * layout.cols + c + 1}", color="red", fontsize=10)
-    ax_grid.set_title(f"{image.width}x{image.height} -> grid {grid_w}x{grid_h}: {layout.rows}x{layout.cols} tiles")
+            ax_grid.text(c * tile + 8, r * tile + tile * 0.12, f"#{r * layout.cols + c + 1}", color="red", fontsize=10)
+    set_title(ax_grid, f"{image.width}x{image.height} -> 격자 {grid_w}x{grid_h}: 타일 {layout.rows}x{layout.cols}")
     for ax in (ax_base, ax_grid):
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(title or f"{layout.views} views through the vision tower")
+    set_title(fig, title or f"비전 인코더 입력 {layout.views}개 (타일 {layout.rows * layout.cols}장 + 개요 1장)")
     return fig

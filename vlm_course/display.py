@@ -31,8 +31,8 @@ from PIL import Image
 
 SCORE_KINDS = ("softmax", "sigmoid")
 _SCORE_AXIS = {
-    "softmax": "probability (softmax: the scores sum to 1)",
-    "sigmoid": "probability (sigmoid: each label on its own)",
+    "softmax": "확률 (softmax: 점수의 합이 1)",
+    "sigmoid": "확률 (sigmoid: 라벨마다 따로)",
 }
 _BAR = "#4C72B0"
 _TOP = "#DD8452"
@@ -136,8 +136,8 @@ def _texts(texts: Sequence[Any]) -> tuple[list[str], dict[str, Any]]:
     return [t for t, _ in pairs], kwargs
 
 
-def _title(target: Any, title: str | None, **kwargs: Any) -> None:
-    """Set a figure or axes title, if any."""
+def set_title(target: Any, title: str | None, **kwargs: Any) -> None:
+    """Set a figure's or axes' title, if any, in a font that draws its Korean."""
     if title is None:
         return
     text, font = _text(title)
@@ -220,7 +220,8 @@ def _score_bars(ax: Any, labels: list[str], scores: np.ndarray, kind: str, sort:
     ax.set_yticks(y, names, **font)
     ax.set_ylim(len(values) - 0.5, -0.5)  # the first label on top (idempotent on shared axes)
     ax.set_xlim(0, 1.15)
-    ax.set_xlabel(_SCORE_AXIS[kind])
+    label, label_font = _text(_SCORE_AXIS[kind])
+    ax.set_xlabel(label, **label_font)
     for yi, v in zip(y, values, strict=True):
         ax.text(min(v, 1.0) + 0.01, yi, f"{v:.1%}", va="center", fontsize=9)
     ax.spines[["top", "right"]].set_visible(False)
@@ -252,7 +253,7 @@ def show_scores(
         )
         _show_image(img_ax, image)
     _score_bars(bars, labels, values, kind, sort)
-    _title(fig, title)
+    set_title(fig, title)
     return fig
 
 
@@ -271,10 +272,10 @@ def compare_scores(
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, height), sharey=True, layout="constrained")
     for ax, values, kind, name in ((left, soft, "softmax", names[0]), (right, sig, "sigmoid", names[1])):
         _score_bars(ax, labels, values, kind, sort=False)
-        _title(ax, name)
-        _title(ax, f"sum = {values.sum():.2f}", loc="right", fontsize=9, color="gray")
+        set_title(ax, name)
+        set_title(ax, f"sum = {values.sum():.2f}", loc="right", fontsize=9, color="gray")
     right.tick_params(labelleft=False)
-    _title(fig, title)
+    set_title(fig, title)
     return fig
 
 
@@ -310,7 +311,7 @@ def show_image_grid(
             continue
         _show_image(ax, images[i])
         if wrapped:
-            _title(ax, wrapped[i], fontsize=9)
+            set_title(ax, wrapped[i], fontsize=9)
     return fig
 
 
@@ -363,7 +364,7 @@ def show_similarity_heatmap(
             ax.text(j, i, fmt.format(sim[i, j]), ha="center", va="center", fontsize=9,
                     color="black" if sim[i, j] > threshold else "white")
     fig.colorbar(mesh, ax=ax, shrink=0.8)
-    _title(fig, title)
+    set_title(fig, title)
     return fig
 
 
@@ -386,7 +387,7 @@ def show_bar_chart(
     ax.bar_label(bars, labels=[fmt.format(v) for v in numbers], padding=2, fontsize=9)
     ax.margins(y=0.15)
     ax.spines[["top", "right"]].set_visible(False)
-    _title(ax, title)
+    set_title(ax, title)
     return fig
 
 
