@@ -349,13 +349,7 @@ def render_photo(scene: sw.Scene, size: tuple[int, int] = SAMPLE_PHOTO_SIZE, see
         m = Image.new("L", (w, h), 0)
         draw = ImageDraw.Draw(m)
         for o in objects:
-            cx, cy, r = left + o.cx * scale + dx, o.cy * scale + dy, o.r * scale
-            if o.shape == "circle":
-                draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
-            elif o.shape == "square":
-                draw.rectangle((cx - r, cy - r, cx + r, cy + r), fill=255)
-            else:
-                draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=255)
+            sw.draw_shape(draw, o.shape, left + o.cx * scale + dx, o.cy * scale + dy, o.r * scale, 255)
         return m
 
     shadow = mask(scene.objects, 9 * ss, 11 * ss).filter(ImageFilter.GaussianBlur(9 * ss))

@@ -228,19 +228,23 @@ def iter_scenes(seed: int = 0, n_objects: int | None = None) -> Iterator[Scene]:
         yield sample_scene(rng, n_objects)
 
 
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, fill) -> None:
+    """Draw one spec shape of "radius" ``r`` centred at (``cx``, ``cy``): a circle of radius r, a square of
+    side 2r, or a triangle pointing up inside the same 2r x 2r box."""
+    if shape == "circle":
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
+    elif shape == "square":
+        draw.rectangle((cx - r, cy - r, cx + r, cy + r), fill=fill)
+    else:
+        draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
+
+
 def render(scene: Scene, size: int = CANVAS_SIZE) -> Image.Image:
     """Draw the scene on a 224 px RGB canvas (resized to ``size`` if different)."""
     image = Image.new("RGB", (CANVAS_SIZE, CANVAS_SIZE), scene.background)
     draw = ImageDraw.Draw(image)
     for obj in scene.objects:
-        fill = COLORS[obj.color]
-        if obj.shape == "circle":
-            draw.ellipse(obj.bbox(), fill=fill)
-        elif obj.shape == "square":
-            draw.rectangle(obj.bbox(), fill=fill)
-        else:
-            cx, cy, r = obj.cx, obj.cy, obj.r
-            draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
+        draw_shape(draw, obj.shape, obj.cx, obj.cy, obj.r, COLORS[obj.color])
     if size != CANVAS_SIZE:
         image = image.resize((size, size), Image.Resampling.BILINEAR)
     return image
